@@ -82,6 +82,8 @@ $(BUILD)/%.o: %.c $(FLAGS_FILE)
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
 
 BINS :=
+# Keep intermediate objects (fuzzer and tool mains) so reruns do not rebuild.
+.SECONDARY:
 include shared/module.mk
 include edge/module.mk
 include acl/module.mk
