@@ -81,6 +81,8 @@ $(BUILD)/%.o: %.c $(FLAGS_FILE)
 # obj(list of .c) -> list of build objects
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
 
+# bin/ links point at the default build dir of the last mode built.
+LINK_BINS := $(filter build/$(MODE),$(BUILD))
 BINS :=
 # Keep intermediate objects (fuzzer and tool mains) so reruns do not rebuild.
 .SECONDARY:

@@ -14,6 +14,6 @@ $(ACL_BIN): $(call obj,acl/main.c) $(ACL_LIB) $(SHARED_LIB)
 	@mkdir -p $(dir $@) bin
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(ACL_LIBS)
-	@ln -sf ../$@ bin/tailpost-acl
+	@[ -z "$(LINK_BINS)" ] || ln -sf ../$@ bin/tailpost-acl
 BINS += $(ACL_BIN)
 endif

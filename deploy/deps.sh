@@ -19,7 +19,8 @@ BUILD_PKGS="build-essential pkg-config clang llvm libclang-rt-14-dev clang-forma
  postgresql redis-server openssl ca-certificates curl"
 TEST_PKGS="python3 python3-pytest python3-botocore haproxy swaks
  dovecot-core dovecot-imapd dovecot-lmtpd postfix isync neomutt
- python3-dkim dnsmasq-base wireguard-tools iproute2 systemd"
+ python3-dkim python3-yaml dnsmasq-base wireguard-tools wireguard-go iproute2
+ systemd util-linux"
 
 want_test=0
 [ "${1:-}" = "--test" ] && want_test=1

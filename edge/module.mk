@@ -14,6 +14,6 @@ $(EDGE_BIN): $(call obj,edge/main.c) $(EDGE_LIB) $(SHARED_LIB)
 	@mkdir -p $(dir $@) bin
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(EDGE_LIBS)
-	@ln -sf ../$@ bin/tailpost-edge
+	@[ -z "$(LINK_BINS)" ] || ln -sf ../$@ bin/tailpost-edge
 BINS += $(EDGE_BIN)
 endif

@@ -15,6 +15,6 @@ $(MAILBOX_BIN): $(call obj,mailbox/main.c) $(MAILBOX_LIB) $(SHARED_LIB)
 	@mkdir -p $(dir $@) bin
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(MAILBOX_LIBS)
-	@ln -sf ../$@ bin/tailpost-mailbox
+	@[ -z "$(LINK_BINS)" ] || ln -sf ../$@ bin/tailpost-mailbox
 BINS += $(MAILBOX_BIN)
 endif
