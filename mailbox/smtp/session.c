@@ -155,7 +155,13 @@ static void reply(struct smtp_session *s, enum smtp_reply r)
 /* RFC 3207 4: submission requires TLS before anything that matters. */
 static bool need_tls(const struct smtp_session *s)
 {
-	return s->cfg.role == SMTP_ROLE_SUBMISSION && !s->tls;
+	return s->cfg.role == SMTP_ROLE_SUBMISSION && !s->tls && !s->cfg.plaintext_auth;
+}
+
+/* TLS, or a listener that allows AUTH without it (allow_plaintext_auth). */
+static bool auth_transport_ok(const struct smtp_session *s)
+{
+	return s->tls || s->cfg.plaintext_auth;
 }
 
 static bool starttls_offered(const struct smtp_session *s)
@@ -168,10 +174,11 @@ static bool auth_enabled(const struct smtp_session *s)
 	return s->cfg.role != SMTP_ROLE_MX || s->cfg.mx_auth;
 }
 
-/* AUTH PLAIN and LOGIN send the password in the clear: only under TLS. */
+/* AUTH PLAIN and LOGIN send the password in the clear: only under TLS,
+ * unless the listener says the transport is safe (allow_plaintext_auth). */
 static bool auth_offered(const struct smtp_session *s)
 {
-	return auth_enabled(s) && s->tls;
+	return auth_enabled(s) && auth_transport_ok(s);
 }
 
 static bool auth_required(const struct smtp_session *s)
@@ -503,7 +510,7 @@ static void cmd_auth(struct smtp_session *s, enum smtp_parse_status st)
 		reply(s, SMTP_R_NEED_EHLO);
 	} else if (!auth_enabled(s)) {
 		reply(s, SMTP_R_AUTH_DISABLED);
-	} else if (!s->tls) {
+	} else if (!auth_transport_ok(s)) {
 		reply(s, SMTP_R_AUTH_NEED_TLS); /* RFC 4954 6: 538 5.7.11 */
 	} else if (s->auth_user != NULL) {
 		reply(s, SMTP_R_AUTH_ALREADY); /* RFC 4954 4 */

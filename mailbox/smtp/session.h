@@ -41,7 +41,8 @@
  *                recipients must be local unless the client authenticated;
  *                rejected recipients are reported to ops.abuse.
  *   submission   STARTTLS before anything but EHLO/HELO/NOOP/QUIT/STARTTLS
- *                (530 5.7.0, RFC 3207 4), then AUTH before MAIL.
+ *                (530 5.7.0, RFC 3207 4), then AUTH before MAIL; with
+ *                cfg.plaintext_auth neither TLS nor STARTTLS is needed.
  *   submissions  implicit TLS (the glue calls smtp_session_set_tls() before
  *                the greeting), AUTH before MAIL.
  *
@@ -85,6 +86,10 @@ struct smtp_session_config {
 	size_t max_line;           /* command line bound; 0: SMTP_LINE_MAX */
 	bool starttls_available;   /* a certificate is loaded: offer STARTTLS */
 	bool mx_auth;              /* mx only: offer AUTH (under TLS) */
+	/* The listener's allow_plaintext_auth: submission without TLS (a
+	 * tunnel that already encrypts, tests): neither STARTTLS nor TLS is
+	 * then required before AUTH and MAIL. */
+	bool plaintext_auth;
 };
 
 /* Outcomes of the asynchronous checks. */

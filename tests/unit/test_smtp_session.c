@@ -587,6 +587,9 @@ static void directive(struct fake *f, const char *args)
 			f->cfg.starttls_available = strcmp(w[1], "on") == 0;
 	} else if (strcmp(w[0], "mx_auth") == 0 && n == 2 && before_start(f, "mx_auth")) {
 		f->cfg.mx_auth = strcmp(w[1], "on") == 0;
+	} else if (strcmp(w[0], "plaintext_auth") == 0 && n == 2 &&
+	           before_start(f, "plaintext_auth")) {
+		f->cfg.plaintext_auth = strcmp(w[1], "on") == 0;
 	} else if (strcmp(w[0], "max_size") == 0 && n == 2 && before_start(f, "max_size")) {
 		f->cfg.max_message_size = strtoull(w[1], NULL, 10);
 	} else if (strcmp(w[0], "max_rcpts") == 0 && n == 2 && before_start(f, "max_rcpts")) {

@@ -1,0 +1,1403 @@
+/*
+ * mailbox/imap/store_pg.c -- the IMAP store requests on Postgres, the blob
+ * store, the directory and pub/sub (see store_pg.h).
+ *
+ * Every request is one statement (or a short chain of them) on the async
+ * pool; the atomic parts (UID/MODSEQ allocation, flag changes, expunge,
+ * copy) are the plpgsql functions of mailbox/store/schema.c, so several
+ * daemons on one database stay consistent.  Rows come back as text:
+ * flags as array_to_string(flags, ' ') (flags are atoms, RFC 3501 9,
+ * so a space never occurs inside one), UID lists as string_agg.
+ *
+ * APPEND spools each message to a temporary file (the blob store puts
+ * files) and feeds the MIME parser as the octets arrive, so the metadata
+ * is ready when the literal ends; then blob put, then tp_deliver into the
+ * one mailbox.  Several messages of one MULTIAPPEND are stored one after
+ * the other (not all-or-none yet).
+ *
+ * The special-use mailboxes (RFC 6154) are created at login if missing:
+ * the directory creates only INBOX when an account is added.
+ */
+#include "mailbox/imap/store_pg.h"
+
+#include "mailbox/delivery/delivery_sql.h"
+#include "mailbox/directory/auth.h"
+#include "mailbox/imap/search_sql.h"
+#include "mailbox/mime/parser.h"
+#include "mailbox/store/blob.h"
+#include "mailbox/store/mem.h"
+#include "mailbox/store/pg.h"
+#include "mailbox/store/schema.h"
+#include "shared/buf.h"
+#include "shared/xmalloc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#define BLOB_READ_MAX (IMAP_READ_CHUNK + 4096)
+
+struct imap_pg_spool {
+	int fd;
+	char path[64];
+	struct mime_parser *mp;
+	uint64_t size;
+};
+
+struct imap_pg_append {
+	char *mailbox;
+	struct imap_append_msg *v;
+	size_t n, i;
+	int64_t mbox_id;
+	uint32_t uidvalidity;
+	uint64_t quota, used;
+	uint32_t *uids;
+	struct mime_result **mimes;     /* per message, once parsed */
+	char (*keys)[BLOB_KEY_LEN + 1]; /* per message, once put */
+	bool stored;                    /* the statement succeeded */
+};
+
+/* Parameters of one message in the delivery statement. */
+#define APPEND_PARAMS 16
+/* Postgres takes at most 65535 parameters per statement. */
+#define APPEND_MAX_MSGS (65535 / APPEND_PARAMS)
+
+/* --- helpers ------------------------------------------------------------- */
+
+static enum imap_store_status pg_status(const PGresult *res, const char *errstr)
+{
+	const char *st;
+
+	if (errstr == NULL)
+		return IMAP_STORE_OK;
+	if (res == NULL)
+		return IMAP_STORE_TEMPFAIL;
+	st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	if (st != NULL && strcmp(st, "23505") == 0)
+		return IMAP_STORE_EXISTS;
+	return IMAP_STORE_FAIL;
+}
+
+static void query(struct imap_pg *p, const char *sql, int n, const char *const *params, pg_cb *cb)
+{
+	p->req = pg_query(p->pg, sql, n, params, cb, p);
+}
+
+static void kick(struct imap_pg *p)
+{
+	if (p->kick != NULL)
+		p->kick(p);
+}
+
+static char *id_str(int64_t id)
+{
+	return xasprintf("%lld", (long long)id);
+}
+
+static char *uid_array(const uint32_t *uids, size_t n)
+{
+	struct buf b;
+	char *r;
+
+	buf_init(&b, 0);
+	buf_puts(&b, "{");
+	for (size_t i = 0; i < n; i++)
+		buf_printf(&b, "%s%" PRIu32, i > 0 ? "," : "", uids[i]);
+	buf_puts(&b, "}");
+	r = xstrndup((const char *)buf_ptr(&b), buf_len(&b));
+	buf_free(&b);
+	return r;
+}
+
+static char *text_array(const char *const *v, size_t n)
+{
+	struct buf b;
+	char *r;
+
+	buf_init(&b, 0);
+	delivery_sql_text_array(&b, v, n);
+	r = xstrndup((const char *)buf_ptr(&b), buf_len(&b));
+	buf_free(&b);
+	return r;
+}
+
+/* Split s at spaces into a malloc'd vector pointing into *copy_r. */
+static const char **split_words(const char *s, size_t *n_r, char **copy_r)
+{
+	char *c = xstrdup(s != NULL ? s : "");
+	size_t n = 0, cap = 4;
+	const char **v = xmalloc(cap * sizeof(*v));
+	char *save = NULL;
+
+	for (char *w = strtok_r(c, " ", &save); w != NULL; w = strtok_r(NULL, " ", &save)) {
+		if (n == cap) {
+			cap *= 2;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		v[n++] = w;
+	}
+	*n_r = n;
+	*copy_r = c;
+	return v;
+}
+
+static uint64_t u64(const PGresult *res, int row, int col)
+{
+	return PQgetisnull(res, row, col) ? 0 : strtoull(PQgetvalue(res, row, col), NULL, 10);
+}
+
+static const char *str_or_null(const PGresult *res, int row, int col)
+{
+	return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
+}
+
+static void publish(struct imap_pg *p, int64_t mbox)
+{
+	char ch[64];
+
+	if (p->mem == NULL || mbox <= 0)
+		return;
+	snprintf(ch, sizeof(ch), IMAP_PG_CHANNEL_FMT, (long long)mbox);
+	mem_publish(p->mem, ch, "changed", 7, NULL, NULL);
+}
+
+/* --- auth ---------------------------------------------------------------- */
+
+static void auth_end(struct imap_pg *p, enum imap_auth_result r, const char *reason)
+{
+	if (p->on_auth != NULL)
+		p->on_auth(p, r, r == IMAP_AUTH_OK ? p->login : NULL, reason);
+	imap_session_auth_done(p->session, r, r == IMAP_AUTH_OK ? p->login : NULL);
+}
+
+static void specials_done(void *arg, const PGresult *res, const char *errstr)
+{
+	struct imap_pg *p = arg;
+
+	(void)res;
+	p->req = NULL;
+	if (errstr != NULL)
+		auth_end(p, IMAP_AUTH_TEMPFAIL, "special-use mailboxes not created");
+	else
+		auth_end(p, IMAP_AUTH_OK, NULL);
+	kick(p);
+}
+
+/* INBOX and the RFC 6154 mailboxes, created when missing (the same
+ * UIDVALIDITY rule as tp_mailbox_create; ON CONFLICT: two first logins
+ * at once). */
+static const char specials_sql[] =
+        "INSERT INTO mailboxes(account_id, name, uidvalidity, special_use) "
+        "SELECT $1::bigint, v.n, (extract(epoch FROM now())::bigint % 4000000000) + 1 "
+        "  + nextval('uidvalidity_seq') % 1000000, v.s "
+        "FROM (VALUES ('INBOX', NULL), ('Drafts', '\\Drafts'), ('Sent', '\\Sent'), "
+        "  ('Trash', '\\Trash'), ('Junk', '\\Junk'), ('Archive', '\\Archive')) v(n, s) "
+        "WHERE NOT EXISTS (SELECT 1 FROM mailboxes mb WHERE mb.account_id = $1::bigint "
+        "  AND (mb.name = v.n OR (v.s IS NOT NULL AND mb.special_use = v.s))) "
+        "ON CONFLICT (account_id, name) DO NOTHING";
+
+static void auth_cb_done(void *arg, const struct auth_result *r)
+{
+	struct imap_pg *p = arg;
+	char *id;
+	const char *params[1];
+
+	p->areq = NULL;
+	if (r->status != AUTH_OK) {
+		auth_end(p, r->status == AUTH_TEMPFAIL ? IMAP_AUTH_TEMPFAIL : IMAP_AUTH_FAIL,
+		         r->reason);
+		kick(p);
+		return;
+	}
+	p->account = r->account_id;
+	free(p->login);
+	p->login = xstrdup(r->login);
+	id = id_str(p->account);
+	params[0] = id;
+	query(p, specials_sql, 1, params, specials_done);
+	free(id);
+}
+
+static void op_auth(void *ctx, const char *authzid, const char *authcid, const char *password)
+{
+	struct imap_pg *p = ctx;
+
+	/* master logins are not supported yet: an authzid other than the
+	 * authcid itself is refused */
+	if (authzid != NULL && authzid[0] != '\0' && strcasecmp(authzid, authcid) != 0) {
+		auth_end(p, IMAP_AUTH_FAIL, "authzid differs (master login not supported)");
+		return;
+	}
+	p->areq = auth_check(p->pg, p->pw, authcid, password, auth_cb_done, p);
+}
+
+/* --- mailboxes ------------------------------------------------------------ */
+
+static unsigned special_attr(const char *s)
+{
+	static const struct {
+		const char *name;
+		unsigned attr;
+	} map[] = {
+	        {"\\All", IMAP_MBOX_ALL},       {"\\Archive", IMAP_MBOX_ARCHIVE},
+	        {"\\Drafts", IMAP_MBOX_DRAFTS}, {"\\Flagged", IMAP_MBOX_FLAGGED},
+	        {"\\Junk", IMAP_MBOX_JUNK},     {"\\Sent", IMAP_MBOX_SENT},
+	        {"\\Trash", IMAP_MBOX_TRASH},
+	};
+
+	if (s == NULL)
+		return 0;
+	for (size_t i = 0; i < ARRAY_SIZE(map); i++)
+		if (strcmp(s, map[i].name) == 0)
+			return map[i].attr;
+	return 0;
+}
+
+static const char *special_name(unsigned attr)
+{
+	switch (attr) {
+	case IMAP_MBOX_ALL:
+		return "\\All";
+	case IMAP_MBOX_ARCHIVE:
+		return "\\Archive";
+	case IMAP_MBOX_DRAFTS:
+		return "\\Drafts";
+	case IMAP_MBOX_FLAGGED:
+		return "\\Flagged";
+	case IMAP_MBOX_JUNK:
+		return "\\Junk";
+	case IMAP_MBOX_SENT:
+		return "\\Sent";
+	case IMAP_MBOX_TRASH:
+		return "\\Trash";
+	default:
+		return NULL;
+	}
+}
+
+static void list_done(void *arg, const PGresult *res, const char *errstr)
+{
+	struct imap_pg *p = arg;
+	struct imap_mbox_entry *v = NULL;
+	int n = 0;
+
+	p->req = NULL;
+	if (errstr == NULL) {
+		n = PQntuples(res);
+		v = xcalloc((size_t)n + 1, sizeof(*v));
+		for (int i = 0; i < n; i++) {
+			v[i].name = PQgetvalue(res, i, 0);
+			v[i].attrs = special_attr(str_or_null(res, i, 1));
+			v[i].subscribed = PQgetvalue(res, i, 2)[0] == 't';
+		}
+	}
+	imap_session_list_done(p->session, pg_status(res, errstr), v, (size_t)n);
+	free(v);
+	kick(p);
+}
+
+static void op_list(void *ctx)
+{
+	struct imap_pg *p = ctx;
+	char *id = id_str(p->account);
+	const char *params[] = {id};
+
+	query(p,
+	      "SELECT name, special_use, subscribed FROM mailboxes WHERE account_id = $1 "
+	      "ORDER BY name",
+	      1, params, list_done);
+	free(id);
+}
+
+/* create/delete/rename/subscribe: ok when a row was touched. */
+static void op_rows_done(void *arg, const PGresult *res, const char *errstr)
+{
+	struct imap_pg *p = arg;
+	enum imap_store_status st = pg_status(res, errstr);
+
+	p->req = NULL;
+	if (st == IMAP_STORE_OK && atoi(PQcmdTuples((PGresult *)(uintptr_t)res)) == 0 &&
+	    PQntuples(res) == 0)
+		st = IMAP_STORE_NONEXISTENT;
+	imap_session_op_done(p->session, st);
+	kick(p);
+}
+
+static void op_create(void *ctx, const char *name, unsigned special)
+{
+	struct imap_pg *p = ctx;
+	char *id = id_str(p->account);
+	const char *params[] = {id, name, special_name(special)};
+
+	query(p, "SELECT tp_mailbox_create($1, $2, $3)", 3, params, op_rows_done);
+	free(id);
+}
+
+static void op_delete(void *ctx, const char *name)
+{
+	struct imap_pg *p = ctx;
+	char *id;
+
+	if (strcmp(name, "INBOX") == 0) {
+		imap_session_op_done(p->session, IMAP_STORE_CANNOT);
+		return;
+	}
+	id = id_str(p->account);
+	const char *params[] = {id, name};
+	query(p, "DELETE FROM mailboxes WHERE account_id = $1 AND name = $2", 2, params,
+	      op_rows_done);
+	free(id);
+}
+
+static void rename_inbox_done(void *arg, const PGresult *res, const char *errstr)
+{
+	struct imap_pg *p = arg;
+	enum imap_store_status st = pg_status(res, errstr);
+
+	p->req = NULL;
+	if (st == IMAP_STORE_OK && PQntuples(res) == 1 && u64(res, 0, 0) > 0)
+		publish(p, (int64_t)u64(res, 0, 1));
+	imap_session_op_done(p->session, st);
+	kick(p);
+}
+
+static void op_rename(void *ctx, const char *from, const char *to)
+{
+	struct imap_pg *p = ctx;
+	char *id;
+
+	/* RFC 3501 6.3.5: renaming INBOX creates the new mailbox, moves every
+	 * message of INBOX into it, and leaves INBOX (empty) in place */
+	if (strcmp(from, "INBOX") == 0) {
+		id = id_str(p->account);
+		const char *iparams[] = {id, to};
+		query(p,
+		      "WITH src AS (SELECT mb.id FROM mailboxes mb WHERE mb.account_id = $1 "
+		      "  AND mb.name = 'INBOX'), "
+		      "n AS (SELECT tp_mailbox_create($1, $2, NULL) AS id), "
+		      "c AS (SELECT x.src_uid FROM src, n, tp_copy(src.id, ARRAY(SELECT m.uid "
+		      "  FROM messages m WHERE m.mailbox_id = src.id AND NOT m.expunged), n.id, "
+		      "  true) x) "
+		      "SELECT (SELECT count(*) FROM c), (SELECT id FROM src), (SELECT id FROM n)",
+		      2, iparams, rename_inbox_done);
+		free(id);
+		return;
+	}
+	id = id_str(p->account);
+	const char *params[] = {id, from, to};
+	/* a parent renames its children with it */
+	query(p,
+	      "UPDATE mailboxes SET name = $3 || substr(name, length($2) + 1) "
+	      "WHERE account_id = $1 AND (name = $2 OR left(name, length($2) + 1) = $2 || '/')",
+	      3, params, op_rows_done);
+	free(id);
+}
+
+static void op_subscribe(void *ctx, const char *name, bool on)
+{
+	struct imap_pg *p = ctx;
+	char *id = id_str(p->account);
+	const char *params[] = {id, name, on ? "t" : "f"};
+
+	query(p, "UPDATE mailboxes SET subscribed = $3 WHERE account_id = $1 AND name = $2", 3,
+	      params, op_rows_done);
+	free(id);
+}
+
+/* --- status / select ------------------------------------------------------ */
+
+static void status_done(void *arg, const PGresult *res, const char *errstr)
+{
+	struct imap_pg *p = arg;
+	enum imap_store_status st = pg_status(res, errstr);
+	struct imap_status_info info;
+
+	p->req = NULL;
+	memset(&info, 0, sizeof(info));
+	if (st == IMAP_STORE_OK && PQntuples(res) == 0)
+		st = IMAP_STORE_NONEXISTENT;
+	if (st == IMAP_STORE_OK) {
+		info.uidvalidity = (uint32_t)u64(res, 0, 0);
+		info.uidnext = (uint32_t)u64(res, 0, 1);
+		info.highestmodseq = u64(res, 0, 2);
+		info.messages = (uint32_t)u64(res, 0, 3);
+		info.unseen = (uint32_t)u64(res, 0, 4);
+		info.deleted = (uint32_t)u64(res, 0, 5);
+		info.size = u64(res, 0, 6);
+	}
+	imap_session_status_done(p->session, st, &info);
+	kick(p);
+}
+
+static void op_status(void *ctx, const char *name)
+{
+	struct imap_pg *p = ctx;
+	char *id = id_str(p->account);
+	const char *params[] = {id, name};
+
+	query(p,
+	      "SELECT mb.uidvalidity, mb.uidnext, mb.highestmodseq, count(m.id), "
+	      "  count(m.id) FILTER (WHERE NOT '\\Seen' = ANY(m.flags)), "
+	      "  count(m.id) FILTER (WHERE '\\Deleted' = ANY(m.flags)), coalesce(sum(m.size), 0) "
+	      "FROM mailboxes mb LEFT JOIN messages m ON m.mailbox_id = mb.id AND NOT m.expunged "
+	      "WHERE mb.account_id = $1 AND mb.name = $2 GROUP BY mb.id",
+	      2, params, status_done);
+	free(id);
+}
+
+static void sub_msg(void *arg, const char *channel, const char *msg, size_t len)
+{
+	struct imap_pg *p = arg;
+
+	(void)channel;
+	(void)msg;
+	(void)len;
+	if (p->session != NULL) {
+		imap_session_notify(p->session);
+		kick(p);
+	}
+}
+
+static void select_done(void *arg, const PGresult *res, const char *errstr)
+{
+	struct imap_pg *p = arg;
+	enum imap_store_status st = pg_status(res, errstr);
+	struct imap_select_info info;
+	uint32_t *uids = NULL;
+	const char **kw = NULL;
+	char *kwcopy = NULL;
+
+	p->req = NULL;
+	memset(&info, 0, sizeof(info));
+	if (st == IMAP_STORE_OK && PQntuples(res) == 0)
+		st = IMAP_STORE_NONEXISTENT;
+	if (st == IMAP_STORE_OK) {
+		const char *s = PQgetvalue(res, 0, 4);
+		size_t n = 0, cap = 16;
+		char ch[64];
+
+		p->mbox = (int64_t)u64(res, 0, 0);
+		info.uidvalidity = (uint32_t)u64(res, 0, 1);
+		info.uidnext = (uint32_t)u64(res, 0, 2);
+		info.highestmodseq = u64(res, 0, 3);
+		uids = xmalloc(cap * sizeof(*uids));
+		while (*s != '\0') {
+			char *end;
+			unsigned long v = strtoul(s, &end, 10);
+			if (end == s)
+				break;
+			if (n == cap) {
+				cap *= 2;
+				uids = xrealloc(uids, cap * sizeof(*uids));
+			}
+			uids[n++] = (uint32_t)v;
+			s = end;
+			while (*s == ' ')
+				s++;
+		}
+		info.uids = uids;
+		info.nuids = n;
+		info.first_unseen_uid = (uint32_t)u64(res, 0, 5);
+		kw = split_words(PQgetvalue(res, 0, 6), &info.nkeywords, &kwcopy);
+		info.keywords = kw;
+		mem_unsubscribe(&p->sub);
+		if (p->mem != NULL) {
+			snprintf(ch, sizeof(ch), IMAP_PG_CHANNEL_FMT, (long long)p->mbox);
+			p->sub = mem_subscribe(p->mem, ch, sub_msg, p);
+		}
+	}
+	imap_session_select_done(p->session, st, &info);
+	free(uids);
+	free(kw);
+	free(kwcopy);
+	kick(p);
+}
+
+static void op_select(void *ctx, const char *name, bool readonly)
+{
+	struct imap_pg *p = ctx;
+	char *id = id_str(p->account);
+	const char *params[] = {id, name};
+
+	(void)readonly;
+	p->mbox = 0;
+	mem_unsubscribe(&p->sub);
+	query(p,
+	      "SELECT mb.id, mb.uidvalidity, mb.uidnext, mb.highestmodseq, "
+	      "  coalesce((SELECT string_agg(m.uid::text, ' ' ORDER BY m.uid) FROM messages m "
+	      "    WHERE m.mailbox_id = mb.id AND NOT m.expunged), ''), "
+	      "  (SELECT min(m.uid) FROM messages m WHERE m.mailbox_id = mb.id AND NOT m.expunged "
+	      "    AND NOT '\\Seen' = ANY(m.flags)), "
+	      "  coalesce((SELECT string_agg(DISTINCT f, ' ') FROM messages m, unnest(m.flags) f "
+	      "    WHERE m.mailbox_id = mb.id AND NOT m.expunged AND left(f, 1) <> '\\'), '') "
+	      "FROM mailboxes mb WHERE mb.account_id = $1 AND mb.name = $2",
+	      2, params, select_done);
+	free(id);
+}
+
+static void op_unselect(void *ctx)
+{
+	struct imap_pg *p = ctx;
+
+	p->mbox = 0;
+	mem_unsubscribe(&p->sub);
+}
+
+/* --- fetch / read ----------------------------------------------------------- */
+
+/* messages.parts as written by delivery_sql_parts_json, read back from
+ * jsonb's text form: an array of flat objects with string, number and
+ * boolean values.  A malformed table gives what was parsed so far. */
+static struct mime_part *parts_parse(const char *s, size_t *n_r, char ***secs_r)
+{
+	struct mime_part *v = NULL;
+	char **secs = NULL;
+	size_t n = 0;
+	struct mime_part *cur = NULL;
+
+	*n_r = 0;
+	*secs_r = NULL;
+	if (s == NULL)
+		return NULL;
+	while (*s != '\0') {
+		if (*s == '{') {
+			v = xrealloc(v, (n + 1) * sizeof(*v));
+			secs = xrealloc(secs, (n + 1) * sizeof(*secs));
+			cur = &v[n];
+			memset(cur, 0, sizeof(*cur));
+			secs[n] = NULL;
+			cur->section = (char *)"";
+			n++;
+			s++;
+		} else if (*s == '"' && cur != NULL) {
+			const char *k = ++s, *ke = strchr(k, '"');
+			size_t kl;
+			if (ke == NULL)
+				break;
+			kl = (size_t)(ke - k);
+			s = ke + 1;
+			while (*s == ' ' || *s == ':')
+				s++;
+			if (*s == '"') {
+				const char *vs = ++s, *ve = strchr(vs, '"');
+				if (ve == NULL)
+					break;
+				if (kl == 7 && memcmp(k, "section", 7) == 0) {
+					secs[n - 1] = xstrndup(vs, (size_t)(ve - vs));
+					cur->section = secs[n - 1];
+				}
+				s = ve + 1;
+			} else if (*s == 't' || *s == 'f') {
+				bool b = *s == 't';
+				if (kl == 9 && memcmp(k, "multipart", 9) == 0)
+					cur->is_multipart = b;
+				else if (kl == 7 && memcmp(k, "message", 7) == 0)
+					cur->is_message = b;
+				while (*s >= 'a' && *s <= 'z')
+					s++;
+			} else {
+				char *end;
+				uint64_t x = strtoull(s, &end, 10);
+				if (end == s)
+					break;
+				s = end;
+				if (kl == 9 && memcmp(k, "hdr_start", 9) == 0)
+					cur->hdr_start = x;
+				else if (kl == 10 && memcmp(k, "body_start", 10) == 0)
+					cur->body_start = x;
+				else if (kl == 8 && memcmp(k, "body_end", 8) == 0)
+					cur->body_end = x;
+				else if (kl == 14 && memcmp(k, "msg_body_start", 14) == 0)
+					cur->msg_body_start = x;
+				else if (kl == 5 && memcmp(k, "lines", 5) == 0)
+					cur->lines = x;
+			}
+		} else {
+			s++;
+		}
+	}
+	*n_r = n;
+	*secs_r = secs;
+	return v;
+}
+
+static void fetch_done(void *arg, const PGresult *res, const char *errstr)
+{
+	struct imap_pg *p = arg;
+	enum imap_store_status st = pg_status(res, errstr);
+	struct imap_msg_meta *rows = NULL;
+	const char ***flags = NULL;
+	char **copies = NULL;
+	char ***secs = NULL;
+	int n = 0;
+
+	p->req = NULL;
+	if (st == IMAP_STORE_OK) {
+		n = PQntuples(res);
+		rows = xcalloc((size_t)n + 1, sizeof(*rows));
+		flags = xcalloc((size_t)n + 1, sizeof(*flags));
+		copies = xcalloc((size_t)n + 1, sizeof(*copies));
+		secs = xcalloc((size_t)n + 1, sizeof(*secs));
+		for (int i = 0; i < n; i++) {
+			struct imap_msg_meta *r = &rows[i];
+			r->uid = (uint32_t)u64(res, i, 0);
+			r->modseq = u64(res, i, 1);
+			flags[i] = split_words(PQgetvalue(res, i, 2), &r->nflags, &copies[i]);
+			r->flags = flags[i];
+			r->internaldate = (int64_t)strtoll(PQgetvalue(res, i, 3), NULL, 10);
+			r->size = u64(res, i, 4);
+			r->envelope = str_or_null(res, i, 5);
+			r->bodystructure = str_or_null(res, i, 6);
+			r->body = str_or_null(res, i, 7);
+			r->parts = parts_parse(str_or_null(res, i, 8), &r->nparts, &secs[i]);
+			r->blob = PQgetvalue(res, i, 9);
+		}
+	}
+	imap_session_fetch_done(p->session, st, rows, (size_t)n);
+	for (int i = 0; i < n; i++) {
+		free(flags[i]);
+		free(copies[i]);
+		for (size_t j = 0; j < rows[i].nparts; j++)
+			free(secs[i][j]);
+		free(secs[i]);
+		free((void *)(uintptr_t)rows[i].parts);
+	}
+	free(rows);
+	free(flags);
+	free(copies);
+	free(secs);
+	kick(p);
+}
+
+static void op_fetch(void *ctx, const uint32_t *uids, size_t n, unsigned want)
+{
+	struct imap_pg *p = ctx;
+	char *id = id_str(p->mbox), *arr = uid_array(uids, n);
+	const char *params[] = {id, arr};
+	char *sql;
+
+	/* the columns the request needs; the others come back NULL, so a
+	 * FLAGS-only sync (mbsync, FETCH 1:* (UID FLAGS)) reads little */
+	sql = xasprintf(
+	        "SELECT uid, modseq, array_to_string(flags, ' '), "
+	        "  extract(epoch FROM internaldate)::bigint, size, %s, %s, %s, %s, blob_key "
+	        "FROM messages WHERE mailbox_id = $1 AND uid = ANY($2::bigint[]) "
+	        "AND NOT expunged ORDER BY uid",
+	        (want & IMAP_META_ENVELOPE) != 0 ? "envelope" : "NULL",
+	        (want & IMAP_META_BODYSTRUCTURE) != 0 ? "bodystructure" : "NULL",
+	        (want & IMAP_META_BODY) != 0 ? "body" : "NULL",
+	        (want & (IMAP_META_PARTS | IMAP_META_HEADER)) != 0 ? "parts::text" : "NULL");
+	query(p, sql, 2, params, fetch_done);
+	free(sql);
+	free(id);
+	free(arr);
+}
+
+static void read_done(void *arg, enum blob_status st, const uint8_t *data, size_t len,
+                      const char *errstr)
+{
+	struct imap_pg *p = arg;
+
+	(void)errstr;
+	p->breq = NULL;
+	imap_session_read_done(
+	        p->session,
+	        st == BLOB_OK ? IMAP_STORE_OK
+	                      : (st == BLOB_NOT_FOUND ? IMAP_STORE_FAIL : IMAP_STORE_TEMPFAIL),
+	        data, len);
+	kick(p);
+}
+
+static void op_read(void *ctx, uint32_t uid, const char *blob, uint64_t offset, uint64_t len)
+{
+	struct imap_pg *p = ctx;
+
+	(void)uid;
+	if (len == 0) {
+		imap_session_read_done(p->session, IMAP_STORE_OK, (const uint8_t *)"", 0);
+		return;
+	}
+	p->breq = blob_get(p->blob, blob, offset, len, len > BLOB_READ_MAX ? len : BLOB_READ_MAX,
+	                   read_done, p);
+}
+
+/* --- store / expunge / copy ------------------------------------------------- */
+
+static void store_done(void *arg, const PGresult *res, const char *errstr)
+{
+	struct imap_pg *p = arg;
+	enum imap_store_status st = pg_status(res, errstr);
+	struct imap_flag_update *v = NULL;
+	const char ***fl = NULL;
+	char **copies = NULL;
+	int n = 0;
+	bool changed = false;
+
+	p->req = NULL;
+	if (st == IMAP_STORE_OK) {
+		n = PQntuples(res);
+		v = xcalloc((size_t)n + 1, sizeof(*v));
+		fl = xcalloc((size_t)n + 1, sizeof(*fl));
+		copies = xcalloc((size_t)n + 1, sizeof(*copies));
+		for (int i = 0; i < n; i++) {
+			v[i].uid = (uint32_t)u64(res, i, 0);
+			v[i].modseq = u64(res, i, 1);
+			fl[i] = split_words(PQgetvalue(res, i, 2), &v[i].nflags, &copies[i]);
+			v[i].flags = fl[i];
+			v[i].failed = PQgetvalue(res, i, 3)[0] == 't';
+			if (!v[i].failed)
+				changed = true;
+		}
+	}
+	imap_session_store_done(p->session, st, v, (size_t)n);
+	for (int i = 0; i < n; i++) {
+		free(fl[i]);
+		free(copies[i]);
+	}
+	free(v);
+	free(fl);
+	free(copies);
+	if (changed)
+		publish(p, p->mbox);
+	kick(p);
+}
+
+static void op_store(void *ctx, const uint32_t *uids, size_t n, enum imap_flags_mode mode,
+                     const char *const *flags, size_t nflags, const uint64_t *unchangedsince)
+{
+	struct imap_pg *p = ctx;
+	char *id = id_str(p->mbox), *arr = uid_array(uids, n), *fa = text_array(flags, nflags);
+	char *us = unchangedsince != NULL ? xasprintf("%" PRIu64, *unchangedsince) : NULL;
+	const char *params[] = {id, arr,
+	                        mode == IMAP_FLAGS_SET   ? "set"
+	                        : mode == IMAP_FLAGS_ADD ? "add"
+	                                                 : "remove",
+	                        fa, us};
+
+	query(p,
+	      "SELECT uid, modseq, array_to_string(flags, ' '), failed "
+	      "FROM tp_store_flags($1, $2::bigint[], $3, $4::text[], $5::bigint)",
+	      5, params, store_done);
+	free(id);
+	free(arr);
+	free(fa);
+	free(us);
+}
+
+static void expunge_modseq_done(void *arg, const PGresult *res, const char *errstr)
+{
+	struct imap_pg *p = arg;
+	enum imap_store_status st = pg_status(res, errstr);
+	uint64_t modseq = 0;
+
+	p->req = NULL;
+	if (st == IMAP_STORE_OK && PQntuples(res) > 0)
+		modseq = u64(res, 0, 0);
+	imap_session_expunge_done(p->session, st, p->tmp_uids, p->ntmp, modseq);
+	if (p->ntmp > 0)
+		publish(p, p->mbox);
+	free(p->tmp_uids);
+	p->tmp_uids = NULL;
+	p->ntmp = 0;
+	kick(p);
+}
+
+static void expunge_done(void *arg, const PGresult *res, const char *errstr)
+{
+	struct imap_pg *p = arg;
+	enum imap_store_status st = pg_status(res, errstr);
+	char *id;
+
+	p->req = NULL;
+	if (st != IMAP_STORE_OK) {
+		imap_session_expunge_done(p->session, st, NULL, 0, 0);
+		kick(p);
+		return;
+	}
+	p->ntmp = (size_t)PQntuples(res);
+	p->tmp_uids = xcalloc(p->ntmp + 1, sizeof(*p->tmp_uids));
+	for (size_t i = 0; i < p->ntmp; i++)
+		p->tmp_uids[i] = (uint32_t)u64(res, (int)i, 0);
+	/* tp_expunge returns rows in no particular order */
+	for (size_t i = 1; i < p->ntmp; i++)
+		for (size_t j = i; j > 0 && p->tmp_uids[j - 1] > p->tmp_uids[j]; j--) {
+			uint32_t t = p->tmp_uids[j];
+			p->tmp_uids[j] = p->tmp_uids[j - 1];
+			p->tmp_uids[j - 1] = t;
+		}
+	id = id_str(p->mbox);
+	const char *params[] = {id};
+	query(p, "SELECT highestmodseq FROM mailboxes WHERE id = $1", 1, params,
+	      expunge_modseq_done);
+	free(id);
+}
+
+static void op_expunge(void *ctx, const uint32_t *uids, size_t n)
+{
+	struct imap_pg *p = ctx;
+	char *id = id_str(p->mbox), *arr = uids != NULL ? uid_array(uids, n) : NULL;
+	const char *params[] = {id, arr};
+
+	query(p, "SELECT uid, modseq FROM tp_expunge($1, $2::bigint[])", 2, params, expunge_done);
+	free(id);
+	free(arr);
+}
+
+static void copy_done(void *arg, const PGresult *res, const char *errstr)
+{
+	struct imap_pg *p = arg;
+	enum imap_store_status st = pg_status(res, errstr);
+	uint32_t *src = NULL, *dst = NULL, uidvalidity = 0;
+	size_t n = 0;
+	int64_t dst_id = 0;
+
+	p->req = NULL;
+	if (st == IMAP_STORE_OK) {
+		int rows = PQntuples(res);
+		/* row 0: the destination (id, uidvalidity); then the pairs */
+		if (rows == 0 || PQgetisnull(res, 0, 1)) {
+			st = IMAP_STORE_NONEXISTENT;
+		} else {
+			dst_id = (int64_t)u64(res, 0, 1);
+			uidvalidity = (uint32_t)u64(res, 0, 2);
+			src = xcalloc((size_t)rows, sizeof(*src));
+			dst = xcalloc((size_t)rows, sizeof(*dst));
+			for (int i = 1; i < rows; i++) {
+				src[n] = (uint32_t)u64(res, i, 3);
+				dst[n] = (uint32_t)u64(res, i, 4);
+				n++;
+			}
+		}
+	}
+	imap_session_copy_done(p->session, st, uidvalidity, src, dst, n);
+	free(src);
+	free(dst);
+	if (n > 0) {
+		publish(p, dst_id);
+		publish(p, p->mbox);
+	}
+	kick(p);
+}
+
+static void op_copy(void *ctx, const uint32_t *uids, size_t n, const char *dst, bool move)
+{
+	struct imap_pg *p = ctx;
+	char *id = id_str(p->mbox), *acc = id_str(p->account), *arr = uid_array(uids, n);
+	const char *params[] = {id, arr, acc, dst, move ? "t" : "f"};
+
+	/* One statement: the destination row first (NULL when there is none),
+	 * then tp_copy's pairs.  COPY into the selected mailbox itself cannot
+	 * use tp_copy (it refuses p_src = p_dst): the pairs come from a plain
+	 * insert under the mailbox row lock, and MOVE there changes nothing
+	 * (RFC 6851 leaves it to the server; the messages stay). */
+	query(p,
+	      "WITH d AS (SELECT mb.id, mb.uidvalidity FROM mailboxes mb "
+	      "  WHERE mb.account_id = $3 AND mb.name = $4), "
+	      "dd AS (SELECT d.id FROM d WHERE d.id <> $1::bigint), "
+	      "other AS (SELECT c.src_uid, c.dst_uid FROM dd, "
+	      "  tp_copy($1::bigint, $2::bigint[], dd.id, $5::boolean) c), "
+	      "src AS (SELECT m.*, row_number() OVER (ORDER BY m.uid) AS rn FROM messages m, d "
+	      "  WHERE d.id = $1::bigint AND NOT $5::boolean AND m.mailbox_id = $1::bigint "
+	      "  AND m.uid = ANY($2::bigint[]) AND NOT m.expunged), "
+	      "lk AS (UPDATE mailboxes mb SET uidnext = mb.uidnext + (SELECT count(*) FROM src), "
+	      "  highestmodseq = mb.highestmodseq + 1 WHERE mb.id = $1::bigint "
+	      "  AND EXISTS (SELECT 1 FROM src) RETURNING mb.uidnext - (SELECT count(*) FROM src) "
+	      "  AS first, mb.highestmodseq AS ms), "
+	      "same AS (INSERT INTO messages(mailbox_id, uid, modseq, flags, internaldate, size, "
+	      "  blob_key, envelope, bodystructure, body, hdr_from, hdr_to, hdr_cc, hdr_subject, "
+	      "  hdr_date, hdr_message_id, parts, search_tsv, search_text) "
+	      "  SELECT $1::bigint, lk.first + src.rn - 1, lk.ms, src.flags, src.internaldate, "
+	      "  src.size, src.blob_key, src.envelope, src.bodystructure, src.body, src.hdr_from, "
+	      "  src.hdr_to, src.hdr_cc, src.hdr_subject, src.hdr_date, src.hdr_message_id, "
+	      "  src.parts, src.search_tsv, src.search_text FROM src, lk RETURNING uid) "
+	      "SELECT * FROM (SELECT 0 AS k, d.id, d.uidvalidity, NULL::bigint AS s, "
+	      "  NULL::bigint AS t FROM (SELECT 1) one LEFT JOIN d ON true) a "
+	      "UNION ALL SELECT 1, NULL, NULL, src_uid, dst_uid FROM other "
+	      "UNION ALL SELECT 1, NULL, NULL, src.uid, same.uid FROM same, lk, src "
+	      "  WHERE src.rn = same.uid - lk.first + 1 "
+	      "ORDER BY 1, 4",
+	      5, params, copy_done);
+	free(id);
+	free(acc);
+	free(arr);
+}
+
+/* --- append ------------------------------------------------------------------ */
+
+static void *op_spool_open(void *ctx)
+{
+	struct imap_pg_spool *sp = xcalloc(1, sizeof(*sp));
+	const char *dir = getenv("TMPDIR");
+	struct mime_limits lim;
+
+	(void)ctx;
+	snprintf(sp->path, sizeof(sp->path), "%s/tp-imap-XXXXXX",
+	         dir != NULL && strlen(dir) < 40 ? dir : "/tmp");
+	sp->fd = mkostemp(sp->path, O_CLOEXEC);
+	if (sp->fd < 0) {
+		free(sp);
+		return NULL;
+	}
+	mime_limits_default(&lim);
+	sp->mp = mime_parser_new(&lim);
+	return sp;
+}
+
+static int op_spool_write(void *ctx, void *spool, const uint8_t *p, size_t n)
+{
+	struct imap_pg_spool *sp = spool;
+
+	(void)ctx;
+	/* a local temporary file: a short write is an error, not a retry */
+	while (n > 0) {
+		ssize_t w = write(sp->fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		mime_parser_feed(sp->mp, p, (size_t)w);
+		sp->size += (uint64_t)w;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static void spool_free(struct imap_pg_spool *sp)
+{
+	if (sp == NULL)
+		return;
+	if (sp->fd >= 0)
+		close(sp->fd);
+	unlink(sp->path);
+	mime_parser_free(&sp->mp);
+	free(sp);
+}
+
+static void op_spool_abort(void *ctx, void *spool)
+{
+	(void)ctx;
+	spool_free(spool);
+}
+
+static void append_free(struct imap_pg_append *a)
+{
+	if (a == NULL)
+		return;
+	for (size_t i = 0; i < a->n; i++) {
+		spool_free(a->v[i].spool);
+		for (size_t j = 0; j < a->v[i].nflags; j++)
+			free((void *)(uintptr_t)a->v[i].flags[j]);
+		free((void *)(uintptr_t)a->v[i].flags);
+		mime_result_free(&a->mimes[i]);
+	}
+	free(a->mimes);
+	free(a->keys);
+	free(a->v);
+	free(a->uids);
+	free(a->mailbox);
+	free(a);
+}
+
+static void append_finish(struct imap_pg *p, enum imap_store_status st)
+{
+	struct imap_pg_append *a = p->app;
+
+	p->app = NULL;
+	imap_session_append_done(p->session, st, a->uidvalidity, a->uids,
+	                         st == IMAP_STORE_OK ? a->n : 0);
+	if (a->stored)
+		publish(p, a->mbox_id);
+	append_free(a);
+	kick(p);
+}
+
+static void deliver_done(void *arg, const PGresult *res, const char *errstr)
+{
+	struct imap_pg *p = arg;
+	struct imap_pg_append *a = p->app;
+	enum imap_store_status st = pg_status(res, errstr);
+
+	p->req = NULL;
+	if (st != IMAP_STORE_OK || (size_t)PQntuples(res) != a->n) {
+		append_finish(p, st != IMAP_STORE_OK ? st : IMAP_STORE_FAIL);
+		return;
+	}
+	a->stored = true;
+	for (size_t i = 0; i < a->n; i++)
+		a->uids[i] = (uint32_t)u64(res, (int)i, 1);
+	append_finish(p, IMAP_STORE_OK);
+}
+
+static char *utf8_or_null(const char *s)
+{
+	if (s == NULL || !delivery_sql_utf8_valid(s, strlen(s)))
+		return NULL;
+	return xstrdup(s);
+}
+
+static char *search_text(const struct mime_result *r)
+{
+	size_t hn = r->search_header_len, bn = r->search_body_len, tn;
+	char *t = xmalloc(hn + bn + 2);
+
+	memcpy(t, r->search_header != NULL ? r->search_header : "", hn);
+	t[hn] = '\n';
+	memcpy(t + hn + 1, r->search_body != NULL ? r->search_body : "", bn);
+	tn = schema_utf8_truncate(t, hn + 1 + bn, SCHEMA_SEARCH_TEXT_MAX);
+	t[tn] = '\0';
+	return t;
+}
+
+/*
+ * Every message of the APPEND in ONE statement (RFC 3502: all or none):
+ * one tp_deliver per message, joined with UNION ALL, which runs its
+ * branches in order, so the UIDs ascend with the messages.
+ */
+static void deliver_all(struct imap_pg *p)
+{
+	struct imap_pg_append *a = p->app;
+	size_t np = a->n * APPEND_PARAMS;
+	char **pv = xcalloc(np + 1, sizeof(*pv));
+	struct buf sql;
+
+	buf_init(&sql, 0);
+	buf_puts(&sql, "SELECT k, uid FROM (");
+	for (size_t i = 0; i < a->n; i++) {
+		const struct imap_append_msg *m = &a->v[i];
+		const struct mime_result *r = a->mimes[i];
+		char **q = pv + i * APPEND_PARAMS;
+		int b = (int)(i * APPEND_PARAMS);
+
+		q[0] = id_str(a->mbox_id);
+		q[1] = xstrdup(a->keys[i]);
+		q[2] = xasprintf("%" PRIu64, m->size);
+		q[3] = m->has_date ? xasprintf("%" PRId64, m->date) : NULL;
+		q[4] = text_array(m->flags, m->nflags);
+		q[5] = utf8_or_null(r->envelope);
+		q[6] = utf8_or_null(r->bodystructure);
+		q[7] = utf8_or_null(r->body);
+		q[8] = utf8_or_null(r->from);
+		q[9] = utf8_or_null(r->to);
+		q[10] = utf8_or_null(r->cc);
+		q[11] = utf8_or_null(r->subject);
+		q[12] = r->has_date ? xasprintf("%" PRId64, r->date) : NULL;
+		q[13] = utf8_or_null(r->message_id);
+		q[14] = delivery_sql_parts_json(r->parts, r->nparts);
+		q[15] = search_text(r);
+		buf_printf(&sql,
+		           "%sSELECT %zu AS k, d.uid FROM tp_deliver(ARRAY[$%d::bigint], $%d, "
+		           "$%d::bigint, coalesce(to_timestamp($%d::double precision), now()), "
+		           "$%d::text[], $%d, $%d, $%d, $%d, $%d, $%d, $%d, "
+		           "to_timestamp($%d::double precision), $%d, $%d::jsonb, $%d) d",
+		           i > 0 ? " UNION ALL " : "", i, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6,
+		           b + 7, b + 8, b + 9, b + 10, b + 11, b + 12, b + 13, b + 14, b + 15,
+		           b + 16);
+	}
+	buf_puts(&sql, ") t ORDER BY k");
+	buf_append(&sql, "", 1);
+	query(p, (const char *)buf_ptr(&sql), (int)np, (const char *const *)pv, deliver_done);
+	for (size_t i = 0; i < np; i++)
+		free(pv[i]);
+	free(pv);
+	buf_free(&sql);
+}
+
+/* Parse and put the blob of message a->i, then the next; then deliver. */
+static void append_next(struct imap_pg *p);
+
+static void put_done(void *arg, enum blob_status st, const char *errstr)
+{
+	struct imap_pg *p = arg;
+
+	(void)errstr;
+	p->breq = NULL;
+	if (st != BLOB_OK) {
+		append_finish(p, IMAP_STORE_TEMPFAIL);
+		return;
+	}
+	p->app->i++;
+	append_next(p);
+}
+
+static void append_next(struct imap_pg *p)
+{
+	struct imap_pg_append *a = p->app;
+	struct imap_pg_spool *sp;
+	uint64_t size;
+
+	if (a->i == a->n) {
+		deliver_all(p);
+		return;
+	}
+	sp = a->v[a->i].spool;
+	if (a->quota > 0 && a->used + sp->size > a->quota) {
+		append_finish(p, IMAP_STORE_OVERQUOTA);
+		return;
+	}
+	a->used += sp->size;
+	a->mimes[a->i] = mime_parser_finish(&sp->mp);
+	if (a->mimes[a->i] == NULL || blob_key_file(sp->path, a->keys[a->i], &size) < 0) {
+		append_finish(p, IMAP_STORE_FAIL);
+		return;
+	}
+	a->v[a->i].size = size;
+	p->breq = blob_put(p->blob, a->keys[a->i], sp->path, size, put_done, p);
+}
+
+static void append_mbox_done(void *arg, const PGresult *res, const char *errstr)
+{
+	struct imap_pg *p = arg;
+	struct imap_pg_append *a = p->app;
+	enum imap_store_status st = pg_status(res, errstr);
+
+	p->req = NULL;
+	if (st == IMAP_STORE_OK && (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)))
+		st = IMAP_STORE_NONEXISTENT;
+	if (st != IMAP_STORE_OK) {
+		append_finish(p, st);
+		return;
+	}
+	a->mbox_id = (int64_t)u64(res, 0, 0);
+	a->uidvalidity = (uint32_t)u64(res, 0, 1);
+	a->quota = u64(res, 0, 2);
+	a->used = u64(res, 0, 3);
+	append_next(p);
+}
+
+static void op_append(void *ctx, const char *mailbox, const struct imap_append_msg *v, size_t n)
+{
+	struct imap_pg *p = ctx;
+	struct imap_pg_append *a = xcalloc(1, sizeof(*a));
+	char *acc = id_str(p->account);
+	const char *params[] = {acc, mailbox};
+
+	a->mailbox = xstrdup(mailbox);
+	a->n = n;
+	a->v = xcalloc(n + 1, sizeof(*a->v));
+	a->uids = xcalloc(n + 1, sizeof(*a->uids));
+	a->mimes = xcalloc(n + 1, sizeof(*a->mimes));
+	a->keys = xcalloc(n + 1, sizeof(*a->keys));
+	for (size_t i = 0; i < n; i++) {
+		const char **fl = xcalloc(v[i].nflags + 1, sizeof(*fl));
+		a->v[i] = v[i];
+		for (size_t j = 0; j < v[i].nflags; j++)
+			fl[j] = xstrdup(v[i].flags[j]);
+		a->v[i].flags = fl;
+	}
+	if (n > APPEND_MAX_MSGS) {
+		imap_session_append_done(p->session, IMAP_STORE_LIMIT, 0, NULL, 0);
+		append_free(a);
+		free(acc);
+		return;
+	}
+	p->app = a;
+	query(p,
+	      "SELECT mb.id, mb.uidvalidity, ac.quota_bytes, "
+	      "  (SELECT coalesce(sum(m.size), 0) FROM messages m JOIN mailboxes x "
+	      "   ON m.mailbox_id = x.id WHERE x.account_id = $1 AND NOT m.expunged) "
+	      "FROM accounts ac LEFT JOIN mailboxes mb ON mb.account_id = ac.id AND mb.name = $2 "
+	      "WHERE ac.id = $1",
+	      2, params, append_mbox_done);
+	free(acc);
+}
+
+/* --- search / changes / quota ------------------------------------------------- */
+
+static void search_done(void *arg, const PGresult *res, const char *errstr)
+{
+	struct imap_pg *p = arg;
+	enum imap_store_status st = pg_status(res, errstr);
+	uint32_t *uids = NULL;
+	uint64_t hms = 0;
+	int n = 0;
+
+	p->req = NULL;
+	if (st == IMAP_STORE_OK) {
+		n = PQntuples(res);
+		uids = xcalloc((size_t)n + 1, sizeof(*uids));
+		for (int i = 0; i < n; i++) {
+			uint64_t ms = u64(res, i, 1);
+			uids[i] = (uint32_t)u64(res, i, 0);
+			if (ms > hms)
+				hms = ms;
+		}
+	}
+	imap_session_search_done(p->session, st, uids, (size_t)n, hms);
+	free(uids);
+	kick(p);
+}
+
+static void op_search(void *ctx, const struct imap_search_query *q)
+{
+	struct imap_pg *p = ctx;
+	struct imap_search_sql_columns cols;
+	struct imap_search_sql s;
+	const char *err = NULL;
+	const char **params;
+	char *id, *sql;
+
+	memset(&s, 0, sizeof(s));
+	imap_search_sql_columns_default(&cols);
+	if (imap_search_sql_build(q, &cols, 2, &s, &err) < 0) {
+		imap_search_sql_free(&s);
+		imap_session_search_done(p->session, IMAP_STORE_FAIL, NULL, 0, 0);
+		return;
+	}
+	id = id_str(p->mbox);
+	params = xcalloc(s.nparams + 1, sizeof(*params));
+	params[0] = id;
+	for (size_t i = 0; i < s.nparams; i++)
+		params[i + 1] = s.params[i];
+	sql = xasprintf("SELECT m.uid, m.modseq FROM messages m WHERE m.mailbox_id = $1 "
+	                "AND NOT m.expunged AND (%s) ORDER BY %s",
+	                s.where, s.order_by != NULL ? s.order_by : "m.uid");
+	query(p, sql, (int)s.nparams + 1, params, search_done);
+	free(sql);
+	free(params);
+	free(id);
+	imap_search_sql_free(&s);
+}
+
+static void changes_done(void *arg, const PGresult *res, const char *errstr)
+{
+	struct imap_pg *p = arg;
+	enum imap_store_status st = pg_status(res, errstr);
+	struct imap_change *v = NULL;
+	const char ***fl = NULL;
+	char **copies = NULL;
+	size_t n = 0;
+	uint64_t hms = 0;
+	uint32_t uidvalidity = 0;
+	int rows = 0;
+
+	p->req = NULL;
+	if (st == IMAP_STORE_OK) {
+		rows = PQntuples(res);
+		v = xcalloc((size_t)rows + 1, sizeof(*v));
+		fl = xcalloc((size_t)rows + 1, sizeof(*fl));
+		copies = xcalloc((size_t)rows + 1, sizeof(*copies));
+		for (int i = 0; i < rows; i++) {
+			hms = u64(res, i, 0);
+			uidvalidity = (uint32_t)u64(res, i, 1);
+			if (PQgetisnull(res, i, 2))
+				continue;
+			v[n].uid = (uint32_t)u64(res, i, 2);
+			v[n].modseq = u64(res, i, 3);
+			fl[n] = split_words(PQgetvalue(res, i, 4), &v[n].nflags, &copies[n]);
+			v[n].flags = fl[n];
+			v[n].expunged = PQgetvalue(res, i, 5)[0] == 't';
+			n++;
+		}
+	}
+	imap_session_changes_done(p->session, st, v, n, hms, uidvalidity);
+	for (size_t i = 0; i < n; i++) {
+		free(fl[i]);
+		free(copies[i]);
+	}
+	free(v);
+	free(fl);
+	free(copies);
+	kick(p);
+}
+
+static void op_changes(void *ctx, uint64_t since)
+{
+	struct imap_pg *p = ctx;
+	char *id = id_str(p->mbox), *ms = xasprintf("%" PRIu64, since);
+	const char *params[] = {id, ms};
+
+	query(p,
+	      "SELECT mb.highestmodseq, mb.uidvalidity, m.uid, m.modseq, "
+	      "  array_to_string(m.flags, ' '), m.expunged "
+	      "FROM mailboxes mb LEFT JOIN messages m ON m.mailbox_id = mb.id "
+	      "  AND m.modseq > $2::bigint WHERE mb.id = $1 ORDER BY m.uid",
+	      2, params, changes_done);
+	free(id);
+	free(ms);
+}
+
+static void quota_done(void *arg, const PGresult *res, const char *errstr)
+{
+	struct imap_pg *p = arg;
+	enum imap_store_status st = pg_status(res, errstr);
+	uint64_t used = 0, limit = 0;
+
+	p->req = NULL;
+	if (st == IMAP_STORE_OK && PQntuples(res) > 0) {
+		limit = u64(res, 0, 0);
+		used = u64(res, 0, 1);
+	}
+	imap_session_quota_done(p->session, st, used, limit);
+	kick(p);
+}
+
+static void op_quota(void *ctx)
+{
+	struct imap_pg *p = ctx;
+	char *acc = id_str(p->account);
+	const char *params[] = {acc};
+
+	query(p,
+	      "SELECT ac.quota_bytes, (SELECT coalesce(sum(m.size), 0) FROM messages m "
+	      "  JOIN mailboxes x ON m.mailbox_id = x.id WHERE x.account_id = ac.id "
+	      "  AND NOT m.expunged) FROM accounts ac WHERE ac.id = $1",
+	      1, params, quota_done);
+	free(acc);
+}
+
+/* --- life cycle -------------------------------------------------------------- */
+
+void imap_pg_init(struct imap_pg *p, struct pg_pool *pg, struct blob_store *blob,
+                  struct mem_store *mem, struct password_pool *pw)
+{
+	memset(p, 0, sizeof(*p));
+	p->pg = pg;
+	p->blob = blob;
+	p->mem = mem;
+	p->pw = pw;
+}
+
+void imap_pg_cleanup(struct imap_pg *p)
+{
+	pg_req_cancel(&p->req);
+	blob_req_cancel(&p->breq);
+	auth_req_cancel(&p->areq);
+	mem_unsubscribe(&p->sub);
+	append_free(p->app);
+	p->app = NULL;
+	free(p->tmp_uids);
+	p->tmp_uids = NULL;
+	free(p->login);
+	p->login = NULL;
+}
+
+void imap_pg_ops_fill(struct imap_store_ops *ops)
+{
+	ops->auth = op_auth;
+	ops->list = op_list;
+	ops->create = op_create;
+	ops->delete_mailbox = op_delete;
+	ops->rename = op_rename;
+	ops->subscribe = op_subscribe;
+	ops->status = op_status;
+	ops->select = op_select;
+	ops->unselect = op_unselect;
+	ops->fetch = op_fetch;
+	ops->read = op_read;
+	ops->store = op_store;
+	ops->expunge = op_expunge;
+	ops->copy = op_copy;
+	ops->spool_open = op_spool_open;
+	ops->spool_write = op_spool_write;
+	ops->spool_abort = op_spool_abort;
+	ops->append = op_append;
+	ops->search = op_search;
+	ops->changes = op_changes;
+	ops->quota = op_quota;
+}

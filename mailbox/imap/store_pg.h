@@ -1,0 +1,80 @@
+/*
+ * mailbox/imap/store_pg.h -- struct imap_store_ops on the real stores:
+ * the async Postgres pool (mailbox/store/pg.h), the blob store, the
+ * directory's login check and the memory store's pub/sub.
+ *
+ * One struct imap_pg per IMAP connection, embedded first in the glue's
+ * own state (mailbox/imap/server.c) so the session's ctx points at both.
+ * At most one request is outstanding (the session's rule), so one handle
+ * of each kind is enough and imap_pg_cleanup() cancels it.
+ *
+ * Change notifications: after each change to a mailbox a message is
+ * published on channel IMAP_PG_CHANNEL_FMT (the mailbox id); a session
+ * subscribes to the channel of its selected mailbox, on every instance,
+ * and hands the hint to imap_session_notify().  Local delivery publishes
+ * on the same channel.
+ */
+#ifndef MAILBOX_IMAP_STORE_PG_H
+#define MAILBOX_IMAP_STORE_PG_H
+
+#include "mailbox/delivery/delivery.h"
+#include "mailbox/imap/session.h"
+#include "mailbox/imap/store_ops.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* printf format of the pub/sub channel of one mailbox (its id): the
+ * channel local delivery publishes on (DELIVERY_CHANNEL_PREFIX in
+ * mailbox/delivery/delivery.h), so new mail reaches IDLE at once.  The
+ * message text is a hint only; the session asks Postgres what changed. */
+#define IMAP_PG_CHANNEL_FMT DELIVERY_CHANNEL_PREFIX "%lld"
+
+struct pg_pool;
+struct pg_req;
+struct blob_store;
+struct blob_req;
+struct mem_store;
+struct mem_sub;
+struct password_pool;
+struct auth_req;
+struct imap_pg_append;
+
+struct imap_pg {
+	struct pg_pool *pg;
+	struct blob_store *blob;
+	struct mem_store *mem;
+	struct password_pool *pw;
+	struct imap_session *session; /* set by the glue after imap_session_new */
+	/* Called after every completion handed to the session (and every
+	 * notification), so the glue writes the output and offers input. */
+	void (*kick)(struct imap_pg *p);
+	/* Optional: a login attempt ended (for the log); login is the
+	 * canonical account on IMAP_AUTH_OK, reason says why otherwise. */
+	void (*on_auth)(struct imap_pg *p, enum imap_auth_result r, const char *login,
+	                const char *reason);
+
+	int64_t account;
+	char *login;
+	int64_t mbox; /* selected mailbox id, 0: none */
+	struct mem_sub *sub;
+
+	struct pg_req *req;
+	struct blob_req *breq;
+	struct auth_req *areq;
+	struct imap_pg_append *app; /* an APPEND in progress */
+	/* expunge: the UIDs of the first step, kept for the second */
+	uint32_t *tmp_uids;
+	size_t ntmp;
+};
+
+/* Set up p on the stores (no I/O). */
+void imap_pg_init(struct imap_pg *p, struct pg_pool *pg, struct blob_store *blob,
+                  struct mem_store *mem, struct password_pool *pw);
+/* Cancel what is outstanding (no completion will arrive) and free. */
+void imap_pg_cleanup(struct imap_pg *p);
+/* Fill the store requests of ops (starttls, abuse, now_ms, throttle and
+ * client_id are left for the glue). */
+void imap_pg_ops_fill(struct imap_store_ops *ops);
+
+#endif

@@ -1,0 +1,248 @@
+/*
+ * mailbox/server/metrics.c -- counters and the Prometheus exposition.
+ *
+ * The listener registry is a small array searched by name: a config has a
+ * handful of listeners and lookups happen at reload and accept time only
+ * (a connection keeps its pointer).  Proxy error reasons map to fixed
+ * slots through one table, so an unexpected token lands in "other" rather
+ * than growing the label set.
+ */
+#include "mailbox/server/metrics.h"
+
+#include "mailbox/store/blob.h"
+#include "mailbox/store/mem.h"
+#include "mailbox/store/pg.h"
+#include "shared/pp.h"
+#include "shared/xmalloc.h"
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const proxy_reasons[METRICS_PROXY_REASONS] = {
+        "timeout",   "refused_untrusted", "spoof",   "closed",
+        "signature", "version",           "command", "family",
+        "length",    "too_big",           "tlv",     "crc",
+        "v1_syntax", "v1_address",        "other",   NULL,
+};
+
+static struct metrics_listener **listeners;
+static size_t nlisteners;
+static uint64_t bans_total;
+static uint64_t http_by_class[6]; /* index status / 100 */
+
+struct metrics_listener *metrics_listener(const char *name)
+{
+	struct metrics_listener *m;
+
+	for (size_t i = 0; i < nlisteners; i++) {
+		if (strcmp(listeners[i]->name, name) == 0)
+			return listeners[i];
+	}
+	m = xcalloc(1, sizeof(*m));
+	snprintf(m->name, sizeof(m->name), "%s", name);
+	listeners = xreallocarray(listeners, nlisteners + 1, sizeof(*listeners));
+	listeners[nlisteners++] = m;
+	return m;
+}
+
+void metrics_proxy_error(struct metrics_listener *m, const char *reason)
+{
+	size_t other = 0;
+
+	for (size_t i = 0; i < METRICS_PROXY_REASONS && proxy_reasons[i] != NULL; i++) {
+		if (strcmp(proxy_reasons[i], reason) == 0) {
+			m->proxy_errors[i]++;
+			return;
+		}
+		if (strcmp(proxy_reasons[i], "other") == 0)
+			other = i;
+	}
+	m->proxy_errors[other]++;
+}
+
+void metrics_ban(void)
+{
+	bans_total++;
+}
+
+void metrics_http_response(int status)
+{
+	if (status >= 100 && status < 600)
+		http_by_class[status / 100]++;
+}
+
+static void family(struct buf *o, const char *name, const char *type, const char *help)
+{
+	buf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* Per-listener counter: one line per listener. */
+static void per_listener(struct buf *o, const char *name, const char *type, const char *help,
+                         size_t off)
+{
+	family(o, name, type, help);
+	for (size_t i = 0; i < nlisteners; i++) {
+		const uint64_t *v =
+		        (const uint64_t *)(const void *)((const char *)listeners[i] + off);
+		buf_printf(o, "%s{listener=\"%s\"} %" PRIu64 "\n", name, listeners[i]->name, *v);
+	}
+}
+
+struct store_row {
+	const char *store, *kind;
+	bool up;
+	uint64_t requests, errors, lat_us;
+};
+
+/* One family across the stores: the format wants a family's samples
+ * together under its TYPE line. */
+static void store_family(struct buf *o, const struct store_row *rows, size_t n, int which)
+{
+	static const char *const names[] = {"tailpost_mailbox_store_up",
+	                                    "tailpost_mailbox_store_requests_total",
+	                                    "tailpost_mailbox_store_errors_total",
+	                                    "tailpost_mailbox_store_latency_seconds_sum"};
+	static const char *const types[] = {"gauge", "counter", "counter", "counter"};
+	static const char *const helps[] = {
+	        "1 if the store is reachable.", "Store requests completed.",
+	        "Store requests that failed.", "Total time of completed store requests."};
+
+	family(o, names[which], types[which], helps[which]);
+	for (size_t i = 0; i < n; i++) {
+		const struct store_row *r = &rows[i];
+		switch (which) {
+		case 0:
+			buf_printf(o, "%s{store=\"%s\",kind=\"%s\"} %d\n", names[which], r->store,
+			           r->kind, r->up ? 1 : 0);
+			break;
+		case 1:
+			buf_printf(o, "%s{store=\"%s\"} %" PRIu64 "\n", names[which], r->store,
+			           r->requests);
+			break;
+		case 2:
+			buf_printf(o, "%s{store=\"%s\"} %" PRIu64 "\n", names[which], r->store,
+			           r->errors);
+			break;
+		default:
+			buf_printf(o, "%s{store=\"%s\"} %.6f\n", names[which], r->store,
+			           (double)r->lat_us / 1e6);
+			break;
+		}
+	}
+}
+
+void metrics_render(struct buf *o, struct pg_pool *pg, struct blob_store *blob,
+                    struct mem_store *mem)
+{
+#define OFF(f) offsetof(struct metrics_listener, f)
+	per_listener(o, "tailpost_mailbox_connections_total", "counter",
+	             "Connections accepted, per listener.", OFF(accepted));
+	per_listener(o, "tailpost_mailbox_connections_active", "gauge",
+	             "Connections open now, per listener.", OFF(active));
+	family(o, "tailpost_mailbox_connections_rejected_total", "counter",
+	       "Connections closed at accept: listener full or client banned.");
+	for (size_t i = 0; i < nlisteners; i++) {
+		buf_printf(o,
+		           "tailpost_mailbox_connections_rejected_total{listener=\"%s\","
+		           "reason=\"max_connections\"} %" PRIu64 "\n",
+		           listeners[i]->name, listeners[i]->rejected_full);
+		buf_printf(o,
+		           "tailpost_mailbox_connections_rejected_total{listener=\"%s\","
+		           "reason=\"banned\"} %" PRIu64 "\n",
+		           listeners[i]->name, listeners[i]->rejected_banned);
+	}
+	family(o, "tailpost_mailbox_proxy_header_errors_total", "counter",
+	       "Connections dropped by the PROXY gate, by reason.");
+	for (size_t i = 0; i < nlisteners; i++) {
+		for (size_t r = 0; r < METRICS_PROXY_REASONS && proxy_reasons[r] != NULL; r++) {
+			buf_printf(o,
+			           "tailpost_mailbox_proxy_header_errors_total{listener=\"%s\","
+			           "reason=\"%s\"} %" PRIu64 "\n",
+			           listeners[i]->name, proxy_reasons[r],
+			           listeners[i]->proxy_errors[r]);
+		}
+	}
+	per_listener(o, "tailpost_mailbox_tls_handshake_failures_total", "counter",
+	             "TLS handshakes that failed, per listener.", OFF(tls_failures));
+	per_listener(o, "tailpost_mailbox_auth_failures_total", "counter",
+	             "Failed authentications, per listener.", OFF(auth_failures));
+#undef OFF
+	family(o, "tailpost_mailbox_bans_total", "counter", "Bans set by this instance.");
+	buf_printf(o, "tailpost_mailbox_bans_total %" PRIu64 "\n", bans_total);
+	family(o, "tailpost_mailbox_http_responses_total", "counter",
+	       "Responses of the http listeners, by status class.");
+	for (int c = 1; c <= 5; c++)
+		buf_printf(o, "tailpost_mailbox_http_responses_total{code=\"%dxx\"} %" PRIu64 "\n",
+		           c, http_by_class[c]);
+
+	{
+		struct store_row rows[3];
+		size_t n = 0;
+
+		if (pg != NULL) {
+			struct pg_pool_stats st;
+			pg_pool_stats(pg, &st);
+			rows[n++] = (struct store_row){"data",     "postgres", pg_pool_healthy(pg),
+			                               st.queries, st.errors,  st.latency_us_sum};
+		}
+		if (blob != NULL) {
+			struct blob_stats st;
+			blob_store_stats(blob, &st);
+			rows[n++] = (struct store_row){"blob",
+			                               blob_store_kind(blob),
+			                               blob_store_healthy(blob),
+			                               st.puts + st.gets + st.heads + st.deletes,
+			                               st.errors,
+			                               st.latency_us_sum};
+		}
+		if (mem != NULL) {
+			struct mem_stats st;
+			mem_store_stats(mem, &st);
+			rows[n++] = (struct store_row){
+			        "memory",    mem_store_kind(mem), mem_store_healthy(mem),
+			        st.commands, st.errors,           st.latency_us_sum};
+		}
+		for (int w = 0; w < 4; w++)
+			store_family(o, rows, n, w);
+	}
+	if (pg != NULL) {
+		struct pg_pool_stats st;
+		uint64_t count = 0;
+
+		pg_pool_stats(pg, &st);
+		family(o, "tailpost_mailbox_pg_latency_seconds", "histogram",
+		       "Postgres request latency (queue and run).");
+		for (size_t i = 0; i < 8; i++) {
+			count = st.latency_le[i];
+			if (pg_latency_buckets_ms[i] == 0)
+				buf_printf(
+				        o,
+				        "tailpost_mailbox_pg_latency_seconds_bucket{le=\"+Inf\"} "
+				        "%" PRIu64 "\n",
+				        count);
+			else
+				buf_printf(o,
+				           "tailpost_mailbox_pg_latency_seconds_bucket{le=\"%g\"} "
+				           "%" PRIu64 "\n",
+				           pg_latency_buckets_ms[i] / 1000.0, count);
+		}
+		buf_printf(o, "tailpost_mailbox_pg_latency_seconds_sum %.6f\n",
+		           (double)st.latency_us_sum / 1e6);
+		buf_printf(o, "tailpost_mailbox_pg_latency_seconds_count %" PRIu64 "\n", count);
+		family(o, "tailpost_mailbox_pg_connections", "gauge", "Postgres connections up.");
+		buf_printf(o, "tailpost_mailbox_pg_connections %u\n", st.conns_up);
+	}
+}
+
+void metrics_free(void)
+{
+	for (size_t i = 0; i < nlisteners; i++)
+		free(listeners[i]);
+	free(listeners);
+	listeners = NULL;
+	nlisteners = 0;
+}

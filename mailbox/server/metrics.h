@@ -1,0 +1,60 @@
+/*
+ * mailbox/server/metrics.h -- the daemon's counters and their Prometheus
+ * text rendering (GET /metrics on an http listener).
+ *
+ * Counters live for the whole process and are keyed by listener name, so
+ * they stay monotonic across SIGHUP reloads (a listener that is removed
+ * and added back continues its series).  Everything runs on the one loop:
+ * plain integers, no atomics.  The number of listeners and of reasons is
+ * bounded by the config and by fixed tables, so label cardinality is too.
+ *
+ * Exposition format: Prometheus "text-based format" 0.0.4 (one HELP and
+ * TYPE per family, label values escaped).
+ */
+#ifndef MAILBOX_SERVER_METRICS_H
+#define MAILBOX_SERVER_METRICS_H
+
+#include "shared/buf.h"
+
+#include <stdint.h>
+
+struct pg_pool;
+struct blob_store;
+struct mem_store;
+
+/* PROXY gate outcomes that drop a connection, as metric label values:
+ * our own reasons, then one per decoder error (pp_status_name). */
+#define METRICS_PROXY_REASONS 16
+
+struct metrics_listener {
+	char name[64];
+	uint64_t accepted;
+	uint64_t active;          /* gauge */
+	uint64_t rejected_full;   /* max_connections reached */
+	uint64_t rejected_banned; /* client banned at accept */
+	uint64_t tls_failures;    /* handshakes that failed */
+	uint64_t auth_failures;   /* reported by the protocols */
+	uint64_t proxy_errors[METRICS_PROXY_REASONS];
+};
+
+/* The counters of listener name, created on first use.  Never NULL; the
+ * pointer stays valid for the life of the process. */
+struct metrics_listener *metrics_listener(const char *name);
+
+/* Count one dropped connection for reason: "timeout", "refused_untrusted",
+ * "spoof", "closed" (peer left before the header ended), or a
+ * pp_status_name() token for a malformed header. */
+void metrics_proxy_error(struct metrics_listener *m, const char *reason);
+
+/* Process-wide counters. */
+void metrics_ban(void);                 /* a ban was set by this instance */
+void metrics_http_response(int status); /* admin API / health responses */
+
+/* Append the whole exposition to out; store pointers may be NULL. */
+void metrics_render(struct buf *out, struct pg_pool *pg, struct blob_store *blob,
+                    struct mem_store *mem);
+
+/* Free the registry (end of process; for leak checkers). */
+void metrics_free(void);
+
+#endif

@@ -1,0 +1,171 @@
+/*
+ * tests/unit/test_imap_helpers.c -- the session's pure helpers: LIST
+ * patterns (listmatch.c), the sequence-number map (msgmap.c) and header
+ * field selection (headers.c).
+ */
+#include "tests/unit/unit.h"
+
+#include "mailbox/imap/headers.h"
+#include "mailbox/imap/listmatch.h"
+#include "mailbox/imap/msgmap.h"
+#include "shared/buf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+UNIT_TEST(imap_listmatch_table)
+{
+	static const struct {
+		const char *pat, *name;
+		bool match;
+	} t[] = {
+	        {"*", "INBOX", true},
+	        {"*", "a/b/c", true},
+	        {"%", "INBOX", true},
+	        {"%", "a/b", false},
+	        {"a/%", "a/b", true},
+	        {"a/%", "a/b/c", false},
+	        {"a/*", "a/b/c", true},
+	        {"a/*", "a", false},
+	        {"a*", "a", true},
+	        {"*b", "a/b", true},
+	        {"%b", "a/b", false},
+	        {"%/%", "a/b", true},
+	        {"", "", true},
+	        {"", "a", false},
+	        {"INBOX", "INBOX", true},
+	        {"INBOX", "inbox", false}, /* the caller normalises INBOX */
+	        {"Caf&AOk-", "Caf&AOk-", true},
+	        {"*%*%*%*%*%*%*%*%*%*%*%*%*%*%*%*%*%x",
+	         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", false},
+	        {"%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%/%", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaa/b", true},
+	        {"a%c", "abc", true},
+	        {"a%c", "ab/c", false},
+	        {"a*c", "ab/c", true},
+	        {"abc", "abcd", false},
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		CHECK_MSG(imap_listmatch(t[i].pat, t[i].name, '/') == t[i].match, "%s ~ %s",
+		          t[i].pat, t[i].name);
+}
+
+static void resolve_str(const struct imap_msgmap *m, const char *set, bool uid, char *out,
+                        size_t outsz)
+{
+	uint32_t *v;
+	size_t n, off = 0;
+	const char *err;
+
+	if (imap_msgmap_resolve(m, set, uid, &v, &n, &err) < 0) {
+		snprintf(out, outsz, "error");
+		return;
+	}
+	out[0] = '\0';
+	for (size_t i = 0; i < n; i++)
+		off += (size_t)snprintf(out + off, outsz - off, "%s%u", i ? "," : "",
+		                        (unsigned)v[i]);
+	free(v);
+}
+
+UNIT_TEST(imap_msgmap_resolve_table)
+{
+	static const uint32_t uids[] = {2, 4, 5, 9, 100};
+	static const struct {
+		const char *set;
+		bool uid;
+		const char *want;
+	} t[] = {
+	        {"1", false, "2"},
+	        {"1:*", false, "2,4,5,9,100"},
+	        {"*", false, "100"},
+	        {"3:2", false, "4,5"},
+	        {"1,1,1:2", false, "2,4"},
+	        {"6", false, "error"},
+	        {"2:6", false, "error"},
+	        {"5,1", false, "2,100"},
+	        {"1:*", true, "2,4,5,9,100"},
+	        {"3", true, ""},
+	        {"4:9", true, "4,5,9"},
+	        {"200:*", true, "100"},
+	        {"*", true, "100"},
+	        {"1:4294967295", true, "2,4,5,9,100"},
+	        {"6:8,1:3,99:101", true, "2,100"},
+	        {"x", true, "error"},
+	        {"$", true, "error"},
+	        {"0", false, "error"},
+	};
+	struct imap_msgmap m = {0};
+	struct imap_msgmap empty = {0};
+	char out[256];
+
+	imap_msgmap_set(&m, uids, 5);
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		resolve_str(&m, t[i].set, t[i].uid, out, sizeof(out));
+		CHECK_MSG(strcmp(out, t[i].want) == 0, "%s%s: %s, want %s", t[i].uid ? "UID " : "",
+		          t[i].set, out, t[i].want);
+	}
+	/* an empty mailbox: any number is out of range, UIDs match nothing */
+	resolve_str(&empty, "1:*", false, out, sizeof(out));
+	CHECK_STR(out, "error");
+	resolve_str(&empty, "1:*", true, out, sizeof(out));
+	CHECK_STR(out, "");
+	/* seq <-> uid, removal, append */
+	CHECK_INT(imap_msgmap_seq(&m, 9), 4);
+	CHECK_INT(imap_msgmap_seq(&m, 8), 0);
+	imap_msgmap_remove(&m, 2);
+	CHECK_INT(imap_msgmap_seq(&m, 9), 3);
+	CHECK_INT(imap_msgmap_seq(&m, 4), 0);
+	imap_msgmap_append(&m, 101);
+	CHECK_INT(imap_msgmap_max_uid(&m), 101);
+	CHECK_INT(m.n, 5);
+	imap_msgmap_free(&m);
+	CHECK_INT(imap_msgmap_max_uid(&m), 0);
+}
+
+UNIT_TEST(imap_headers_filter_table)
+{
+	static const char hdr[] = "From: a@b\r\n"
+	                          "Subject: one\r\n two\r\n"
+	                          "X-Spam :yes\r\n"
+	                          "garbage line\r\n"
+	                          "to: c@d\r\n"
+	                          "\r\n"
+	                          "Body-Looking: not a header\r\n";
+	static const struct {
+		const char *names[3];
+		size_t n;
+		bool exclude;
+		const char *want;
+	} t[] = {
+	        {{"FROM"}, 1, false, "From: a@b\r\n\r\n"},
+	        {{"subject", "To"}, 2, false, "Subject: one\r\n two\r\nto: c@d\r\n\r\n"},
+	        {{"x-spam"}, 1, false, "X-Spam :yes\r\n\r\n"},
+	        {{"Body-Looking"}, 1, false, "\r\n"},
+	        {{"From", "Subject"}, 2, true, "X-Spam :yes\r\nto: c@d\r\n\r\n"},
+	        {{"Nothing"}, 1, false, "\r\n"},
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		struct buf b;
+
+		buf_init(&b, 0);
+		imap_headers_filter(hdr, sizeof(hdr) - 1, t[i].names, t[i].n, t[i].exclude, &b);
+		buf_append(&b, "", 1);
+		CHECK_MSG(strcmp((const char *)buf_ptr(&b), t[i].want) == 0, "case %zu: \"%s\"", i,
+		          (const char *)buf_ptr(&b));
+		buf_free(&b);
+	}
+	/* LF-only lines and a last line without its end */
+	{
+		static const char lf[] = "A: 1\nB: 2\n\tcont\nC: 3";
+		const char *names[] = {"b", "c"};
+		struct buf b;
+
+		buf_init(&b, 0);
+		imap_headers_filter(lf, sizeof(lf) - 1, names, 2, false, &b);
+		buf_append(&b, "", 1);
+		CHECK_STR((const char *)buf_ptr(&b), "B: 2\n\tcont\nC: 3\r\n\r\n");
+		buf_free(&b);
+	}
+}
