@@ -100,6 +100,7 @@ deps:
 
 test:
 	@deploy/deps.sh --test
+	@$(MAKE) --no-print-directory format-check
 	@$(MAKE) --no-print-directory MODE=asan all unit-bins tools
 	@$(MAKE) --no-print-directory MODE=asan unit
 	@$(MAKE) --no-print-directory MODE=fuzz fuzz-smoke

@@ -44,7 +44,7 @@ int log_level_parse(const char *s)
 }
 
 __attribute__((format(printf, 2, 0))) static void log_vline(enum log_level level, const char *fmt,
-							     va_list ap)
+                                                            va_list ap)
 {
 	char line[4096];
 	struct timeval tv;
@@ -56,7 +56,7 @@ __attribute__((format(printf, 2, 0))) static void log_vline(enum log_level level
 	gmtime_r(&tv.tv_sec, &tm);
 	n = strftime(line, sizeof(line), "ts=%Y-%m-%dT%H:%M:%S", &tm);
 	r = snprintf(line + n, sizeof(line) - n, ".%03ldZ level=%s prog=%s ",
-		     (long)(tv.tv_usec / 1000), level_names[level], log_prog);
+	             (long)(tv.tv_usec / 1000), level_names[level], log_prog);
 	if (r > 0)
 		n += (size_t)r;
 	r = vsnprintf(line + n, sizeof(line) - n, fmt, ap);

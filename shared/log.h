@@ -36,8 +36,8 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 		if (log_enabled(LOG_L_DEBUG))                                                      \
 			log_msg(LOG_L_DEBUG, __VA_ARGS__);                                         \
 	} while (0)
-#define log_info(...) log_msg(LOG_L_INFO, __VA_ARGS__)
-#define log_warn(...) log_msg(LOG_L_WARN, __VA_ARGS__)
+#define log_info(...)  log_msg(LOG_L_INFO, __VA_ARGS__)
+#define log_warn(...)  log_msg(LOG_L_WARN, __VA_ARGS__)
 #define log_error(...) log_msg(LOG_L_ERROR, __VA_ARGS__)
 
 /* Log at fatal level and exit(1): start-up errors and broken invariants. */

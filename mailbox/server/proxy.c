@@ -11,7 +11,7 @@
 #include <string.h>
 
 enum proxy_verdict proxy_gate_start(struct proxy_gate *g, const struct proxy_policy *pol,
-				    const struct net_addr *peer)
+                                    const struct net_addr *peer)
 {
 	memset(g, 0, sizeof(*g));
 	g->peer = *peer;
@@ -34,7 +34,7 @@ enum proxy_verdict proxy_gate_start(struct proxy_gate *g, const struct proxy_pol
 }
 
 static enum proxy_verdict gate_header(struct proxy_gate *g, const struct proxy_policy *pol,
-				      const uint8_t *buf, size_t len, size_t *consumed_r)
+                                      const uint8_t *buf, size_t len, size_t *consumed_r)
 {
 	struct pp_info info;
 	size_t used = 0;
@@ -64,7 +64,7 @@ static enum proxy_verdict gate_header(struct proxy_gate *g, const struct proxy_p
 }
 
 enum proxy_verdict proxy_gate_input(struct proxy_gate *g, const struct proxy_policy *pol,
-				    const uint8_t *buf, size_t len, size_t *consumed_r)
+                                    const uint8_t *buf, size_t len, size_t *consumed_r)
 {
 	*consumed_r = 0;
 	switch (g->state) {

@@ -38,7 +38,7 @@ struct proxy_policy {
 	bool enabled;                /* false: plain listener */
 	struct net_cidr_set trusted; /* peers whose header we parse */
 	enum proxy_untrusted untrusted;
-	size_t max_header;           /* total header cap (v2); v1 is 107 */
+	size_t max_header; /* total header cap (v2); v1 is 107 */
 };
 
 enum proxy_verdict {
@@ -77,7 +77,7 @@ struct proxy_gate {
  * proxy_gate_input for the spoof check).
  */
 enum proxy_verdict proxy_gate_start(struct proxy_gate *g, const struct proxy_policy *pol,
-				    const struct net_addr *peer);
+                                    const struct net_addr *peer);
 
 /*
  * Feed the bytes received so far (from the start of the stream, or the
@@ -87,7 +87,7 @@ enum proxy_verdict proxy_gate_start(struct proxy_gate *g, const struct proxy_pol
  * done and returns PROXY_V_SERVE with nothing consumed.
  */
 enum proxy_verdict proxy_gate_input(struct proxy_gate *g, const struct proxy_policy *pol,
-				    const uint8_t *buf, size_t len, size_t *consumed_r);
+                                    const uint8_t *buf, size_t len, size_t *consumed_r);
 
 /* True once no more input needs to pass through the gate. */
 bool proxy_gate_done(const struct proxy_gate *g);

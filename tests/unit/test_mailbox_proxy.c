@@ -118,7 +118,7 @@ UNIT_TEST(proxy_trusted_without_header_is_bad)
 	policy(&p, true, "100.64.0.1", PROXY_UNTRUSTED_REFUSE);
 	CHECK_INT(proxy_gate_start(&g, &p, &peer), PROXY_V_NEED_MORE);
 	CHECK_INT(proxy_gate_input(&g, &p, (const uint8_t *)"EHLO x\r\n", 8, &used),
-		  PROXY_V_BAD_HEADER);
+	          PROXY_V_BAD_HEADER);
 	CHECK_INT(g.pp_status, PP_ERR_SIGNATURE);
 	proxy_policy_free(&p);
 }
@@ -134,7 +134,7 @@ UNIT_TEST(proxy_trusted_malformed_v1_is_bad)
 	policy(&p, true, "::1/128", PROXY_UNTRUSTED_REFUSE);
 	CHECK_INT(proxy_gate_start(&g, &p, &peer), PROXY_V_NEED_MORE);
 	CHECK_INT(proxy_gate_input(&g, &p, (const uint8_t *)bad, strlen(bad), &used),
-		  PROXY_V_BAD_HEADER);
+	          PROXY_V_BAD_HEADER);
 	proxy_policy_free(&p);
 }
 
@@ -175,7 +175,7 @@ UNIT_TEST(proxy_untrusted_direct_spoof_dropped)
 		CHECK_INT(proxy_gate_start(&g, &p, &peer), PROXY_V_SERVE);
 		enum proxy_verdict v = proxy_gate_input(&g, &p, (const uint8_t *)v1, cut, &used);
 		CHECK_MSG(v == (cut < 6 ? PROXY_V_NEED_MORE : PROXY_V_SPOOF), "v1 cut %zu: %d", cut,
-			  v);
+		          v);
 	}
 	proxy_policy_free(&p);
 }
@@ -206,8 +206,11 @@ UNIT_TEST(proxy_header_over_cap_is_bad)
 	struct net_addr s = addr("203.0.113.7", 1), d = addr("100.64.0.2", 25);
 	uint8_t uid[128];
 	memset(uid, 'u', sizeof(uid));
-	struct pp_encode e = {.src = &s, .dst = &d, .unique_id = uid, .unique_id_len = 128,
-			      .authority = "mail.example.org"};
+	struct pp_encode e = {.src = &s,
+	                      .dst = &d,
+	                      .unique_id = uid,
+	                      .unique_id_len = 128,
+	                      .authority = "mail.example.org"};
 	size_t hl = pp_encode_v2(msg, sizeof(msg), &e);
 	struct net_addr peer = addr("100.64.0.1", 5555);
 

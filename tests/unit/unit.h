@@ -20,7 +20,7 @@ typedef void unit_fn(void);
 
 void unit_register(const char *name, unit_fn *fn);
 void unit_fail(const char *file, int line, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 bool unit_failed(void);
 
 #define UNIT_TEST(name)                                                                            \
@@ -52,7 +52,7 @@ bool unit_failed(void);
 		long long unit_a_ = (long long)(a), unit_b_ = (long long)(b);                      \
 		if (unit_a_ != unit_b_) {                                                          \
 			unit_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, unit_a_,   \
-				  unit_b_);                                                        \
+			          unit_b_);                                                        \
 			return;                                                                    \
 		}                                                                                  \
 	} while (0)
@@ -62,7 +62,7 @@ bool unit_failed(void);
 		const char *unit_a_ = (a), *unit_b_ = (b);                                         \
 		if (unit_a_ == NULL || unit_b_ == NULL || strcmp(unit_a_, unit_b_) != 0) {         \
 			unit_fail(__FILE__, __LINE__, "%s == %s: \"%s\" != \"%s\"", #a, #b,        \
-				  unit_a_ ? unit_a_ : "(null)", unit_b_ ? unit_b_ : "(null)");     \
+			          unit_a_ ? unit_a_ : "(null)", unit_b_ ? unit_b_ : "(null)");     \
 			return;                                                                    \
 		}                                                                                  \
 	} while (0)
