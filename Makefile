@@ -4,7 +4,7 @@
 #                                         link the binaries into bin/
 #   make test        install deps, build with ASan+UBSan, run unit tests,
 #                    fuzz smoke and integration tests
-#   make unit        unit tests only (MODE=asan by default)
+#   make unit        unit tests only (in MODE, debug by default)
 #   make fuzz-smoke  every fuzzer replays its corpus, then fuzzes briefly
 #   make run         start the local stack (deploy/local/up)
 #   make format-check / make format / make clean

@@ -25,6 +25,8 @@ $(BUILD)/fuzz/%: $(BUILD)/tests/fuzz/%.o $(ALL_LIBS_LINK)
 	$(Q)$(CC) $(LDFLAGS_ALL) -fsanitize=fuzzer -o $@ $< $(ALL_LIBS_LINK) $(ALL_SYSLIBS)
 
 FUZZ_SECONDS ?= 10
+# A fixed seed keeps CI repeatable; fuzz longer or with FUZZ_SEED=0 (random) by hand.
+FUZZ_SEED ?= 1
 
 .PHONY: unit-bins tools unit fuzz-bins integration
 unit-bins: $(UNIT_BIN)
@@ -46,7 +48,7 @@ fuzz-smoke:
 		echo "fuzz-smoke: $$n: replay $$(ls $$seeds | wc -l) seeds, fuzz $(FUZZ_SECONDS)s"; \
 		$$f -runs=0 $$seeds >$(BUILD)/fuzz/$$n.replay.log 2>&1 || \
 			{ tail -40 $(BUILD)/fuzz/$$n.replay.log; exit 1; }; \
-		$$f -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+		$$f -seed=$(FUZZ_SEED) -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
 			-artifact_prefix=$(BUILD)/fuzz/$$n- $$scratch $$seeds \
 			>$(BUILD)/fuzz/$$n.log 2>&1 || \
 			{ tail -60 $(BUILD)/fuzz/$$n.log; exit 1; }; \

@@ -13,8 +13,10 @@
  * UTF-8 with replacement, which keeps the ASCII words searchable.
  */
 #include "mailbox/mime/mime_private.h"
+#include "shared/xmalloc.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -74,6 +76,9 @@ bool mime_charset_known(const char *name)
 
 void mime_charset_close(struct mime_charset *c)
 {
+	free(c->pending);
+	c->pending = NULL;
+	c->npending = c->cappending = 0;
 	if (c->kind == MIME_CS_ICONV && c->cd != (iconv_t)-1)
 		iconv_close(c->cd);
 	c->cd = (iconv_t)-1;
@@ -184,11 +189,13 @@ static void feed_iconv(struct mime_charset *c, const unsigned char *in, size_t n
 		size_t il, ol;
 
 		memcpy(tmp, c->carry, c->ncarry);
-		memcpy(tmp + c->ncarry, in, take);
+		if (take > 0) {
+			memcpy(tmp + c->ncarry, in, take);
+			in += take;
+			n -= take;
+		}
 		len = c->ncarry + take;
 		c->ncarry = 0;
-		in += take;
-		n -= take;
 		il = len;
 		while (il > 0) {
 			size_t r;
@@ -235,7 +242,32 @@ void mime_charset_feed(struct mime_charset *c, const void *in, size_t n, bool fi
 		feed_cp1252(s, n, sink, ctx);
 		return;
 	case MIME_CS_ICONV:
-		feed_iconv(c, s, n, final, sink, ctx);
+		/* glibc's stateful decoders (UTF-7, ISO-2022-*) report errors at
+		 * positions that depend on where the input was cut, so the result
+		 * would depend on how the message arrived.  Hold the (bounded)
+		 * input and convert it in one pass at the end instead. */
+		if (n > 0 && c->npending < MIME_CHARSET_ICONV_MAX) {
+			size_t take = MIME_CHARSET_ICONV_MAX - c->npending;
+
+			if (take > n)
+				take = n;
+			if (c->cappending - c->npending < take) {
+				size_t want = c->cappending ? c->cappending : 4096;
+
+				while (want - c->npending < take)
+					want *= 2;
+				if (want > MIME_CHARSET_ICONV_MAX)
+					want = MIME_CHARSET_ICONV_MAX;
+				c->pending = xrealloc(c->pending, want);
+				c->cappending = want;
+			}
+			memcpy(c->pending + c->npending, s, take);
+			c->npending += take;
+		}
+		if (final) {
+			feed_iconv(c, c->pending, c->npending, true, sink, ctx);
+			c->npending = 0;
+		}
 		return;
 	default:
 		break;

@@ -106,7 +106,15 @@ struct mime_charset {
 	iconv_t cd;
 	unsigned char carry[16];
 	size_t ncarry;
+	/* iconv charsets: input held until the final call (bounded by
+	 * MIME_CHARSET_ICONV_MAX), see charset.c */
+	unsigned char *pending;
+	size_t npending, cappending;
 };
+
+/* Input bytes of one iconv-converted part kept for conversion; beyond it
+ * the rest of the part is not converted (search text is bounded anyway). */
+#define MIME_CHARSET_ICONV_MAX (1024 * 1024)
 
 /* Prepare a converter from charset name (NULL: us-ascii) to UTF-8.  An
  * unknown charset is treated as UTF-8 with invalid bytes replaced. */
