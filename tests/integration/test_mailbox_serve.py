@@ -213,17 +213,6 @@ def test_input_bound(mb):
     assert c.closed(timeout=5)
 
 
-@pytest.mark.skip(reason="every role has a protocol now (mx/submission/submissions: "
-                         "mailbox/smtp, imap/imaps: mailbox/imap): no role is left to test with")
-def test_role_without_protocol_is_closed(mb):
-    a = harness.free_port()
-    mb.write_config(listener("mx", "mx", a))
-    mb.migrate()
-    mb.start()
-    assert mb.wait_log(lambda d: d.get("msg", "").startswith("no protocol is built in"))
-    assert Conn(a).closed(timeout=5)
-
-
 def test_back_pressure_bounds_memory_and_loses_nothing(mb):
     """A client that pipelines commands and never reads: the daemon stops
     taking input once its bounded output is half full, the kernel buffers
