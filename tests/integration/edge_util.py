@@ -23,6 +23,10 @@ import threading
 import time
 import urllib.request
 
+import json
+
+import pytest
+
 import harness
 
 PP2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -385,3 +389,42 @@ def refused_quickly(host, port, src=None):
         return True
     finally:
         s.close()
+
+
+# --- shared by the edge test modules: config text and fixtures ----------
+
+BANNER = b"220 upstream ready\r\n"
+
+
+def edge_yaml(listeners, **glob):
+    cfg = {"workers": 2, "log_level": "debug"}
+    cfg.update(glob)
+    cfg["listeners"] = listeners
+    return json.dumps(cfg, indent=1)
+
+
+@pytest.fixture
+def ups():
+    made = []
+
+    def make(**kw):
+        u = Upstream(**kw)
+        made.append(u)
+        return u
+    yield make
+    for u in made:
+        u.close()
+
+
+@pytest.fixture
+def edges():
+    made = []
+
+    def make(tmp, text, **kw):
+        e = Edge(tmp, text, **kw)
+        made.append(e)
+        return e
+    yield make
+    for e in made:
+        e.stop()
+        assert e.asan_clean(), f"sanitizer report in the edge log:\n{e.text()[-4000:]}"

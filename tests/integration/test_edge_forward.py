@@ -10,7 +10,6 @@ integrity with splice and with the read/write fallback, the idle timeout,
 and the per-connection log line.
 """
 import hashlib
-import json
 import os
 import socket
 import ssl
@@ -20,44 +19,9 @@ import time
 import pytest
 
 import harness
-from edge_util import (Edge, Upstream, connect, free_port, hostport, metrics, recv_all,
+from edge_util import (BANNER, edge_yaml, edges, ups,  # noqa: F401 (fixtures)
+                       connect, free_port, hostport, metrics, recv_all,
                        recv_until)
-
-BANNER = b"220 upstream ready\r\n"
-
-
-def edge_yaml(listeners, **glob):
-    cfg = {"workers": 2, "log_level": "debug"}
-    cfg.update(glob)
-    cfg["listeners"] = listeners
-    return json.dumps(cfg, indent=1)
-
-
-@pytest.fixture
-def ups():
-    made = []
-
-    def make(**kw):
-        u = Upstream(**kw)
-        made.append(u)
-        return u
-    yield make
-    for u in made:
-        u.close()
-
-
-@pytest.fixture
-def edges():
-    made = []
-
-    def make(tmp, text, **kw):
-        e = Edge(tmp, text, **kw)
-        made.append(e)
-        return e
-    yield make
-    for e in made:
-        e.stop()
-        assert e.asan_clean(), f"sanitizer report in the edge log:\n{e.text()[-4000:]}"
 
 
 def test_header_v2_first_banner_and_log(tmp_path, ups, edges):

@@ -5,7 +5,6 @@ Upstreams are the PROXY-aware Python servers of edge_util; clients use
 distinct loopback source addresses (127.0.0.x) where a test needs to tell
 sources apart.
 """
-import json
 import os
 import pwd
 import signal
@@ -17,44 +16,9 @@ import time
 import pytest
 
 import harness
-from edge_util import (Edge, Upstream, connect, free_port, metrics, recv_until,
+from edge_util import (BANNER, edge_yaml, edges, ups,  # noqa: F401 (fixtures)
+                       Edge, connect, free_port, metrics, recv_until,
                        refused_quickly)
-
-BANNER = b"220 upstream ready\r\n"
-
-
-def edge_yaml(listeners, **glob):
-    cfg = {"workers": 2, "log_level": "debug"}
-    cfg.update(glob)
-    cfg["listeners"] = listeners
-    return json.dumps(cfg, indent=1)
-
-
-@pytest.fixture
-def ups():
-    made = []
-
-    def make(**kw):
-        u = Upstream(**kw)
-        made.append(u)
-        return u
-    yield make
-    for u in made:
-        u.close()
-
-
-@pytest.fixture
-def edges():
-    made = []
-
-    def make(tmp, text, **kw):
-        e = Edge(tmp, text, **kw)
-        made.append(e)
-        return e
-    yield make
-    for e in made:
-        e.stop()
-        assert e.asan_clean(), f"sanitizer report in the edge log:\n{e.text()[-4000:]}"
 
 
 def banner_ok(port, src=None):

@@ -9,113 +9,37 @@ Postfix's SMTP client does (EHLO, STARTTLS, PIPELINING, 8BITMIME, SIZE,
 DSN) is what tailpost must take; a refused recipient makes Postfix send a
 bounce (MAIL FROM:<>) back to the local sender through tailpost again.
 """
-import os
 import re
-import shutil
 import smtplib
-import subprocess
-import tempfile
 
 import pytest
 
 import harness
+import postfix_util
 from smtp_util import SmtpMailbox
 
-POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
-DAEMON_DIR = "/usr/lib/postfix/sbin"
-
-
 def start_postfix(relay_port):
-    if not os.access(POSTFIX, os.X_OK) or not os.access(f"{DAEMON_DIR}/master", os.X_OK):
-        pytest.fail("postfix not installed: install the Debian package postfix (deploy/deps.sh --test)")
-    if os.geteuid() != 0:
-        pytest.fail("a private Postfix instance needs root (its master starts as root)")
-    base = tempfile.mkdtemp(prefix="tailpost-postfix-relay-", dir=harness._tmp_base())
-    os.chmod(base, 0o755)
-    conf, queue, data = (os.path.join(base, d) for d in ("conf", "queue", "data"))
-    for d in (conf, queue, data):
-        os.mkdir(d, 0o755)
-    shutil.chown(data, "postfix")
-    port = harness.free_port()
-    with open(os.path.join(conf, "main.cf"), "w") as f:
-        f.write(f"""\
-compatibility_level = 3.6
-queue_directory = {queue}
-data_directory = {data}
-command_directory = /usr/sbin
-daemon_directory = {DAEMON_DIR}
-shlib_directory = /usr/lib/postfix
-mail_owner = postfix
-setgid_group = postdrop
+    return postfix_util.start_postfix("postfix-relay-test", f"""\
 myhostname = relay.test
 mydomain = relay.test
 myorigin = relay.test
 mydestination =
-inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
-maillog_file = /dev/stdout
 relayhost = [127.0.0.1]:{relay_port}
 relay_domains = example.org
 mynetworks = 127.0.0.0/8
 smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination
-local_recipient_maps =
-alias_maps =
-alias_database =
 smtp_tls_security_level = may
 smtp_tls_loglevel = 1
 smtpd_banner = $myhostname ESMTP postfix-relay-test
-syslog_name = postfix-relay-test
 queue_run_delay = 1s
 minimal_backoff_time = 1s
 maximal_backoff_time = 2s
-biff = no
 """)
-    with open(os.path.join(conf, "master.cf"), "w") as f:
-        f.write(f"""\
-127.0.0.1:{port} inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-""")
-    env = harness._clean_env({"MAIL_CONFIG": conf})
-    r = subprocess.run([POSTFIX, "-c", conf, "check"], capture_output=True, text=True, timeout=60,
-                       env=env)
-    assert r.returncode == 0, f"postfix check failed:\n{r.stdout}{r.stderr}"
-    log = os.path.join(base, "postfix.log")
-    proc = harness.spawn([f"{DAEMON_DIR}/master", "-c", conf, "-s"], log, cwd=base, env=env)
-    harness.watch_log("postfix-relay", log)
-    try:
-        harness.wait_port("127.0.0.1", port, timeout=20, proc=proc)
-    except BaseException:
-        harness.stop(proc)
-        raise
-    return {"port": port, "log": log, "proc": proc, "base": base}
 
 
-def stop_postfix(pf):
-    harness.stop(pf["proc"])
-    harness.unwatch_log("postfix-relay")
-    shutil.rmtree(pf["base"], ignore_errors=True)
-
-
-def pf_log(pf):
-    with open(pf["log"], errors="replace") as f:
-        return f.read()
+stop_postfix = postfix_util.stop_postfix
+pf_log = postfix_util.postfix_log
 
 
 @pytest.fixture(scope="module")
