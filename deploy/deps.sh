@@ -12,6 +12,7 @@ set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 S3RVER_VERSION=3.7.1
+IMAPFLOW_VERSION=1.0.171
 
 BUILD_PKGS="build-essential pkg-config clang llvm libclang-rt-14-dev clang-format
  libssl-dev libev-dev libpq-dev libhiredis-dev libcurl4-openssl-dev libyaml-dev
@@ -77,5 +78,12 @@ if [ ! -x "$ROOT/var/node/node_modules/.bin/s3rver" ]; then
 	echo "deps: installing s3rver@$S3RVER_VERSION into var/node"
 	(cd "$ROOT/var/node" && npm install --no-audit --no-fund --silent \
 		--prefix "$ROOT/var/node" "s3rver@$S3RVER_VERSION" >/dev/null)
+fi
+# imapflow (a Node IMAP client, as webmail uses), pinned, for the tests only.
+if [ $want_test = 1 ] && [ ! -d "$ROOT/var/node/node_modules/imapflow" ]; then
+	mkdir -p "$ROOT/var/node"
+	echo "deps: installing imapflow@$IMAPFLOW_VERSION into var/node"
+	(cd "$ROOT/var/node" && npm install --no-audit --no-fund --silent \
+		--prefix "$ROOT/var/node" "imapflow@$IMAPFLOW_VERSION" >/dev/null)
 fi
 echo "deps: ok"
