@@ -17,11 +17,15 @@
 #include "mailbox/config.h"
 #include "mailbox/directory/directory.h"
 #include "mailbox/directory/password.h"
+#include "mailbox/dkim/keystore.h"
+#include "mailbox/outbound/dnsrecords_admin.h"
+#include "mailbox/outbound/queue_admin.h"
 #include "mailbox/server/server.h"
 #include "mailbox/store/blob.h"
 #include "mailbox/store/mem.h"
 #include "mailbox/store/pg.h"
 #include "mailbox/store/schema.h"
+#include "shared/buf.h"
 #include "shared/log.h"
 #include "shared/tls.h"
 #include "shared/xmalloc.h"
@@ -30,6 +34,7 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +52,16 @@ struct opts {
 	bool hash;
 	const char *role;
 	const char *quota;
+	/* dkim, dns and queue */
+	bool all;
+	const char *domain;
+	const char *algorithm;
+	const char *selector;
+	const char *report;
+	const char *mta_sts;
+	const char *mta_sts_id;
+	const char *dmarc;
+	const char *spf_extra;
 	const char *words[MAX_WORDS];
 	int nwords;
 };
@@ -63,12 +78,53 @@ static void usage(FILE *f)
 	        "          del LOGIN | list | passwd LOGIN [--hash]\n"
 	        "  alias add ADDRESS TARGET... | del ADDRESS | list [DOMAIN]\n"
 	        "  token add NAME | del NAME | list\n"
+	        "  gc [--grace DURATION] [--batch N]  remove unreferenced blobs now\n"
+	        "  dkim generate --domain D --algorithm ed25519|rsa [--selector S]\n"
+	        "       list [--domain D] | activate|deactivate|delete --domain D --selector S\n"
+	        "  dns records DOMAIN [--report ADDR|none] [--mta-sts enforce|testing|none]\n"
+	        "       [--mta-sts-id ID] [--dmarc none|quarantine|reject] [--spf-extra MECHS]\n"
+	        "  queue list | show ID | retry ID|--all | delete ID\n"
 	        "options:\n"
 	        "  -c, --config FILE   the configuration (default %s)\n"
 	        "  --json              machine-readable output\n"
 	        "passwords and --hash values are read from stdin (or prompted for on a\n"
 	        "terminal, without echo), never from the command line.\n",
 	        DEFAULT_CONFIG);
+}
+
+/* The value options of the dkim, dns and queue commands: "--name VALUE"
+ * sets *val_r to the slot, "--name=VALUE" stores the value.  False if a
+ * is none of them. */
+static bool value_opt(struct opts *o, const char *a, const char ***val_r)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+	} t[] = {
+	        {"--domain", offsetof(struct opts, domain)},
+	        {"--algorithm", offsetof(struct opts, algorithm)},
+	        {"--selector", offsetof(struct opts, selector)},
+	        {"--report", offsetof(struct opts, report)},
+	        {"--mta-sts", offsetof(struct opts, mta_sts)},
+	        {"--mta-sts-id", offsetof(struct opts, mta_sts_id)},
+	        {"--dmarc", offsetof(struct opts, dmarc)},
+	        {"--spf-extra", offsetof(struct opts, spf_extra)},
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		size_t n = strlen(t[i].name);
+		const char **slot = (const char **)(void *)((char *)o + t[i].off);
+
+		if (strcmp(a, t[i].name) == 0) {
+			*val_r = slot;
+			return true;
+		}
+		if (strncmp(a, t[i].name, n) == 0 && a[n] == '=') {
+			*slot = a + n + 1;
+			return true;
+		}
+	}
+	return false;
 }
 
 static int parse_opts(int argc, char **argv, struct opts *o)
@@ -117,6 +173,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			o->role = a + 7;
 		} else if (strncmp(a, "--quota=", 8) == 0) {
 			o->quota = a + 8;
+		} else if (strcmp(a, "--all") == 0) {
+			o->all = true;
+		} else if (value_opt(o, a, &val)) {
+			/* --name VALUE (val set) or --name=VALUE (stored) */
 		} else if (strncmp(a, "--password", 10) == 0) {
 			fprintf(stderr, "tailpost-mailbox: passwords are never taken from the "
 			                "command line: give it on stdin\n");
@@ -776,6 +836,287 @@ static int cmd_token(const struct opts *o, PGconn *c)
 	return 2;
 }
 
+/* --- dkim / dns / queue (outbound administration) ------------------------------------ */
+
+/* A TXT value as zone-file strings of at most 255 bytes (RFC 1035 3.3.14;
+ * the values we make hold no '"' or '\'). */
+static void print_txt_strings(const char *txt)
+{
+	size_t n = strlen(txt);
+
+	for (size_t off = 0; off < n || off == 0; off += 255) {
+		size_t k = n - off < 255 ? n - off : 255;
+		printf("%s\"%.*s\"", off == 0 ? "" : " ", (int)k, txt + off);
+		if (n == 0)
+			break;
+	}
+}
+
+static void print_key_record(const struct dkim_keystore_entry *e)
+{
+	printf("%s._domainkey.%s. IN TXT ", e->selector, e->domain);
+	print_txt_strings(e->txt);
+	printf("\n");
+}
+
+static int cmd_dkim(const struct opts *o, PGconn *c)
+{
+	char err[1024], msg[600];
+	const char *sub = o->nwords > 1 ? o->words[1] : "";
+
+	if (strcmp(sub, "generate") == 0) {
+		struct dkim_keystore_entry e;
+		enum dkim_alg alg;
+		json_t *j;
+
+		if (o->domain == NULL || o->algorithm == NULL || o->nwords > 2) {
+			fprintf(stderr, "usage: tailpost-mailbox dkim generate --domain D "
+			                "--algorithm ed25519|rsa [--selector S]\n");
+			return 2;
+		}
+		if (dkim_alg_parse(o->algorithm, &alg) < 0) {
+			fprintf(stderr,
+			        "tailpost-mailbox: unknown algorithm '%s' (ed25519 or rsa)\n",
+			        o->algorithm);
+			return 2;
+		}
+		if (dkim_keystore_generate(c, o->domain, alg, o->selector, &e, err, sizeof(err)) <
+		    0)
+			return fail_msg(o, err);
+		if (o->json) {
+			j = dkim_keystore_entry_json(&e);
+			json_object_set_new(j, "ok", json_true());
+			json_out(j);
+		} else {
+			printf("selector %s (%s) generated for %s; publish this record:\n",
+			       e.selector, dkim_alg_name(e.alg), e.domain);
+			print_key_record(&e);
+		}
+		dkim_keystore_entry_clear(&e);
+		return 0;
+	}
+	if (strcmp(sub, "list") == 0) {
+		struct dkim_keystore_entry *v = NULL;
+		size_t n = 0;
+
+		if (dkim_keystore_list(c,
+		                       o->domain != NULL ? o->domain
+		                       : o->nwords > 2   ? o->words[2]
+		                                         : NULL,
+		                       &v, &n, err, sizeof(err)) < 0)
+			return fail_msg(o, err);
+		if (o->json) {
+			json_t *a = json_array();
+			for (size_t i = 0; i < n; i++)
+				json_array_append_new(a, dkim_keystore_entry_json(&v[i]));
+			json_out(a);
+		} else {
+			for (size_t i = 0; i < n; i++)
+				printf("%-32s %-16s %-15s %-8s created %s\n", v[i].domain,
+				       v[i].selector, dkim_alg_name(v[i].alg),
+				       v[i].active ? "active" : "inactive", v[i].created);
+		}
+		dkim_keystore_entries_free(&v, n);
+		return 0;
+	}
+	if (strcmp(sub, "activate") == 0 || strcmp(sub, "deactivate") == 0 ||
+	    strcmp(sub, "delete") == 0) {
+		int r;
+
+		if (o->domain == NULL || o->selector == NULL) {
+			fprintf(stderr, "usage: tailpost-mailbox dkim %s --domain D --selector S\n",
+			        sub);
+			return 2;
+		}
+		if (strcmp(sub, "delete") == 0)
+			r = dkim_keystore_delete(c, o->domain, o->selector, err, sizeof(err));
+		else
+			r = dkim_keystore_set_active(c, o->domain, o->selector,
+			                             strcmp(sub, "activate") == 0, err,
+			                             sizeof(err));
+		if (r < 0)
+			return fail_msg(o, err);
+		snprintf(msg, sizeof(msg), "dkim key %s of %s %s", o->selector, o->domain,
+		         strcmp(sub, "delete") == 0 ? "deleted"
+		         : sub[0] == 'a'            ? "activated"
+		                                    : "deactivated");
+		return ok_msg(o, msg);
+	}
+	fprintf(stderr, "usage: tailpost-mailbox dkim generate --domain D --algorithm ed25519|rsa "
+	                "[--selector S] | list [--domain D] | activate|deactivate|delete "
+	                "--domain D --selector S\n");
+	return 2;
+}
+
+static int cmd_dns(const struct opts *o)
+{
+	struct mailbox_config cfg;
+	struct dnsrecords_admin_opts d;
+	struct dnsrecords *r = NULL;
+	char err[1024], *note = NULL;
+	int rc = 1;
+	PGconn *c;
+
+	if (o->nwords != 3 || strcmp(o->words[1], "records") != 0) {
+		fprintf(stderr, "usage: tailpost-mailbox dns records DOMAIN [--report ADDR|none] "
+		                "[--mta-sts enforce|testing|none] [--mta-sts-id ID] "
+		                "[--dmarc none|quarantine|reject] [--spf-extra MECHANISMS]\n");
+		return 2;
+	}
+	c = open_db(o, &cfg, &rc);
+	if (c == NULL)
+		goto out;
+	memset(&d, 0, sizeof(d));
+	d.domain = o->words[2];
+	d.mail_host = cfg.hostname;
+	d.cert_file = dnsrecords_admin_cert(&cfg);
+	d.report_addr = o->report;
+	d.mta_sts_mode = o->mta_sts;
+	d.mta_sts_id = o->mta_sts_id;
+	d.dmarc_policy = o->dmarc;
+	d.spf_extra = o->spf_extra;
+	if (dnsrecords_admin_build(c, &d, &r, &note, err, sizeof(err)) < 0) {
+		rc = fail_msg(o, err);
+		goto out;
+	}
+	if (note != NULL)
+		fprintf(stderr, "tailpost-mailbox: %s\n", note);
+	if (o->json) {
+		char *s = dnsrecords_json(r);
+		puts(s);
+		free(s);
+	} else {
+		struct buf b;
+
+		buf_init(&b, 0);
+		dnsrecords_zone(r, &b);
+		fwrite(buf_ptr(&b), 1, buf_len(&b), stdout);
+		buf_free(&b);
+	}
+	rc = 0;
+out:
+	free(note);
+	dnsrecords_free(&r);
+	if (c != NULL)
+		PQfinish(c);
+	mailbox_config_free(&cfg);
+	return rc;
+}
+
+static void print_queue_msg(const struct queue_admin_msg *m)
+{
+	printf("%lld %s <%s> %lld bytes%s%s\n", (long long)m->id, m->created, m->sender,
+	       (long long)m->size, m->account != NULL ? " account=" : "",
+	       m->account != NULL ? m->account : "");
+	for (size_t i = 0; i < m->nrcpts; i++) {
+		const struct queue_admin_rcpt *r = &m->rcpts[i];
+
+		printf("  %-40s %-7s attempts=%lld next=%s", r->rcpt, r->status,
+		       (long long)r->attempts, r->next_attempt);
+		if (r->lease_until != NULL)
+			printf(" leased-until=%s", r->lease_until);
+		if (r->last_error != NULL)
+			printf(" last-error=\"%s\"", r->last_error);
+		printf("\n");
+	}
+}
+
+static int queue_id_arg(const struct opts *o, int64_t *id_r)
+{
+	if (o->nwords != 3 || queue_admin_parse_id(o->words[2], id_r) < 0) {
+		if (o->nwords == 3)
+			fprintf(stderr, "tailpost-mailbox: '%s' is not a queue id\n", o->words[2]);
+		else
+			fprintf(stderr, "usage: tailpost-mailbox queue %s ID\n", o->words[1]);
+		return -1;
+	}
+	return 0;
+}
+
+static int cmd_queue(const struct opts *o, PGconn *c)
+{
+	char err[1024], msg[600];
+	const char *sub = o->nwords > 1 ? o->words[1] : "";
+	int64_t id = 0, n = 0;
+
+	if (strcmp(sub, "list") == 0) {
+		struct queue_admin_msg *v = NULL;
+		size_t nm = 0;
+
+		if (o->nwords > 2) {
+			fprintf(stderr, "usage: tailpost-mailbox queue list\n");
+			return 2;
+		}
+		if (queue_admin_list(c, 0, &v, &nm, err, sizeof(err)) < 0)
+			return fail_msg(o, err);
+		if (o->json) {
+			json_t *a = json_array();
+			for (size_t i = 0; i < nm; i++)
+				json_array_append_new(a, queue_admin_msg_json(&v[i]));
+			json_out(a);
+		} else if (nm == 0) {
+			printf("the queue is empty\n");
+		} else {
+			for (size_t i = 0; i < nm; i++)
+				print_queue_msg(&v[i]);
+		}
+		queue_admin_msgs_free(&v, nm);
+		return 0;
+	}
+	if (strcmp(sub, "show") == 0) {
+		struct queue_admin_msg m;
+
+		if (queue_id_arg(o, &id) < 0)
+			return 2;
+		if (queue_admin_show(c, id, &m, err, sizeof(err)) < 0)
+			return fail_msg(o, err);
+		if (o->json)
+			json_out(queue_admin_msg_json(&m));
+		else
+			print_queue_msg(&m);
+		queue_admin_msg_clear(&m);
+		return 0;
+	}
+	if (strcmp(sub, "retry") == 0) {
+		if (o->all ? o->nwords != 2 : queue_id_arg(o, &id) < 0) {
+			if (o->all)
+				fprintf(stderr, "usage: tailpost-mailbox queue retry ID | --all\n");
+			return 2;
+		}
+		if (queue_admin_retry(c, id, &n, err, sizeof(err)) < 0)
+			return fail_msg(o, err);
+		if (o->json) {
+			json_out(json_pack("{s:b, s:I}", "ok", 1, "retried", (json_int_t)n));
+			return 0;
+		}
+		if (o->all)
+			snprintf(msg, sizeof(msg), "%lld pending recipients due now", (long long)n);
+		else
+			snprintf(msg, sizeof(msg),
+			         "queue message %lld: %lld pending recipients due now",
+			         (long long)id, (long long)n);
+		return ok_msg(o, msg);
+	}
+	if (strcmp(sub, "delete") == 0) {
+		if (queue_id_arg(o, &id) < 0)
+			return 2;
+		if (queue_admin_delete(c, id, &n, err, sizeof(err)) < 0)
+			return fail_msg(o, err);
+		if (o->json) {
+			json_out(json_pack("{s:b, s:I, s:I}", "ok", 1, "deleted", (json_int_t)id,
+			                   "recipients", (json_int_t)n));
+			return 0;
+		}
+		snprintf(msg, sizeof(msg),
+		         "queue message %lld deleted (%lld recipients, no bounce)", (long long)id,
+		         (long long)n);
+		return ok_msg(o, msg);
+	}
+	fprintf(stderr,
+	        "usage: tailpost-mailbox queue list | show ID | retry ID|--all | delete ID\n");
+	return 2;
+}
+
 typedef int data_cmd(const struct opts *o, PGconn *c);
 
 static int run_data(const struct opts *o, data_cmd *fn)
@@ -798,6 +1139,8 @@ int cli_main(int argc, char **argv)
 	const char *cmd;
 
 	log_init("mailbox", LOG_L_INFO);
+	if (cli_gc_wanted(argc, argv))
+		return cli_gc_main(argc, argv); /* own options: mailbox/cli_gc.c */
 	if (parse_opts(argc, argv, &o) < 0) {
 		usage(stderr);
 		return 2;
@@ -822,6 +1165,12 @@ int cli_main(int argc, char **argv)
 		return run_data(&o, cmd_alias);
 	if (strcmp(cmd, "token") == 0)
 		return run_data(&o, cmd_token);
+	if (strcmp(cmd, "dkim") == 0)
+		return run_data(&o, cmd_dkim);
+	if (strcmp(cmd, "dns") == 0)
+		return cmd_dns(&o);
+	if (strcmp(cmd, "queue") == 0)
+		return run_data(&o, cmd_queue);
 	if (strcmp(cmd, "help") == 0) {
 		usage(stdout);
 		return 0;

@@ -9,6 +9,7 @@
  *                            | del LOGIN | list | passwd LOGIN [--hash]
  *   tailpost-mailbox alias   add ADDRESS TARGET... | del ADDRESS | list [DOMAIN]
  *   tailpost-mailbox token   add NAME | del NAME | list
+ *   tailpost-mailbox gc      [--grace DURATION] [--batch N]   (mailbox/cli_gc.c)
  *
  * Passwords (and with --hash, ready-made hashes) are read from stdin, or
  * prompted for without echo when stdin is a terminal: never from argv,
@@ -19,7 +20,15 @@
 #ifndef MAILBOX_CLI_H
 #define MAILBOX_CLI_H
 
+#include <stdbool.h>
+
 /* Run the command line; returns the exit status. */
 int cli_main(int argc, char **argv);
+
+/* True if the subcommand word of argv is "gc" (it has options of its own,
+ * so cli_main hands the whole argv to cli_gc_main before parsing). */
+bool cli_gc_wanted(int argc, char **argv);
+/* `gc`: remove unreferenced blobs now (mailbox/cli_gc.c); exit status. */
+int cli_gc_main(int argc, char **argv);
 
 #endif

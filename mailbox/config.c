@@ -18,9 +18,11 @@
  */
 #include "mailbox/config.h"
 
+#include "mailbox/outbound/retry.h"
 #include "shared/log.h"
 #include "shared/xmalloc.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -529,6 +531,577 @@ static const struct conf_table admin_table = {
         .nkeys = ARRAY_SIZE(admin_keys),
 };
 
+/* --- imap --------------------------------------------------------------- */
+
+#define IK(field) CONF_OFF(struct mailbox_imap_conf, field)
+static const struct conf_key imap_keys[] = {
+        {.name = "master_users",
+         .type = CONF_STRLIST,
+         .offset = IK(master_users),
+         .help = "account logins that may log in as any user: LOGIN \"user*master\" with "
+                 "master's password, or AUTHENTICATE PLAIN with authzid user and authcid "
+                 "master (Dovecot's master-user pattern)"},
+        {.name = "master_separator",
+         .type = CONF_STR,
+         .offset = IK(master_separator),
+         .def = "*",
+         .help = "the character between user and master in a LOGIN name (quote it in "
+                 "YAML: \"*\"); \"\" turns the LOGIN form off (PLAIN authzid still works)"},
+        {.name = "max_connections_per_account",
+         .type = CONF_INT,
+         .offset = IK(max_connections_per_account),
+         .def = "100",
+         .min = 0,
+         .max = 100000,
+         .help = "logged-in IMAP sessions of one account on this instance; a LOGIN beyond "
+                 "it gets NO [LIMIT]; 0: no limit"},
+        {.name = "command_rate",
+         .type = CONF_INT,
+         .offset = IK(command_rate),
+         .def = "1000",
+         .min = 0,
+         .max = 1000000,
+         .help = "commands per second one session may sustain (a token bucket); above it "
+                 "commands are delayed, not refused; 0: no limit"},
+        {.name = "command_burst",
+         .type = CONF_INT,
+         .offset = IK(command_burst),
+         .def = "2000",
+         .min = 1,
+         .max = 1000000,
+         .help = "commands a session may send at once before command_rate applies"},
+        {.name = "blob_cache_size",
+         .type = CONF_SIZE,
+         .offset = IK(blob_cache_size),
+         .def = "64MB",
+         .min = 0,
+         .max = 16LL << 30,
+         .help = "bytes of message bodies kept in memory (LRU, shared by every IMAP "
+                 "session) so repeated body fetches skip the blob store; 0: off"},
+};
+
+/* A separator must not occur in logins and addresses. */
+static bool master_separator_ok(const char *s)
+{
+	if (s[0] == '\0')
+		return true;
+	if (s[1] != '\0' || (unsigned char)s[0] <= ' ' || (unsigned char)s[0] >= 0x7f)
+		return false;
+	return strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@.-_+\"\\",
+	              s[0]) == NULL;
+}
+
+static int imap_validate(void *obj, struct conf_ctx *ctx, const char *path, int line, int col)
+{
+	struct mailbox_imap_conf *m = obj;
+	const char *sep = m->master_separator != NULL ? m->master_separator : "";
+	int rc = 0;
+
+	if (!master_separator_ok(sep)) {
+		conf_error(ctx, line, col, path,
+		           "master_separator '%s' must be one printable ASCII character that "
+		           "cannot occur in a login (not a letter, digit, '@', '.', '-', '_', "
+		           "'+'), or \"\" for none",
+		           sep);
+		rc = -1;
+	}
+	for (size_t i = 0; i < m->master_users.n; i++) {
+		char *u = m->master_users.v[i];
+
+		for (char *q = u; *q != '\0'; q++)
+			*q = (char)tolower((unsigned char)*q);
+		if (u[0] == '\0' || strpbrk(u, " \t\r\n\"\\") != NULL ||
+		    (sep[0] != '\0' && strchr(u, sep[0]) != NULL)) {
+			conf_error(ctx, line, col, path,
+			           "master_users[%zu] '%s' is not a login (empty, blank, quote or "
+			           "the master_separator in it)",
+			           i, u);
+			rc = -1;
+		}
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(m->master_users.v[j], u) == 0) {
+				conf_error(ctx, line, col, path, "master_users[%zu] '%s' repeated",
+				           i, u);
+				rc = -1;
+			}
+	}
+	return rc;
+}
+
+static const struct conf_table imap_table = {
+        .name = "imap",
+        .size = sizeof(struct mailbox_imap_conf),
+        .keys = imap_keys,
+        .nkeys = ARRAY_SIZE(imap_keys),
+        .validate = imap_validate,
+};
+
+/* --- outbound ----------------------------------------------------------- */
+
+static const char *const route_type_names[] = {"local", "relay", "mx", NULL};
+static const char *const outbound_tls_names[] = {"none",     "opportunistic", "starttls",
+                                                 "implicit", "auto",          NULL};
+
+/*
+ * `auth: { user, password }`, `timeouts: { connect }` and `dns: { servers }`
+ * are nested mappings over fields of the enclosing struct: the section's
+ * offset is its first field and the keys' offsets are relative to it.
+ */
+#define RAUTH(field)                                                                               \
+	(CONF_OFF(struct mailbox_route_conf, field) -                                              \
+	 CONF_OFF(struct mailbox_route_conf, auth_user))
+static const struct conf_key route_auth_keys[] = {
+        {.name = "user",
+         .type = CONF_STR,
+         .offset = RAUTH(auth_user),
+         .help = "SASL user name (AUTH PLAIN, or LOGIN)"},
+        {.name = "password",
+         .type = CONF_SECRET,
+         .offset = RAUTH(auth_password),
+         .help = "its password; write \"${ENV_VAR}\" or \"file:/path\" to keep it out of "
+                 "the file"},
+};
+
+static const struct conf_table route_auth_table = {
+        .name = "auth",
+        .keys = route_auth_keys,
+        .nkeys = ARRAY_SIZE(route_auth_keys),
+};
+
+#define RTK(field) CONF_OFF(struct mailbox_route_conf, field)
+static const struct conf_key route_keys[] = {
+        {.name = "name",
+         .type = CONF_STR,
+         .offset = RTK(name),
+         .flags = CONF_F_REQUIRED,
+         .help = "label for logs and metrics: [a-z0-9_.-], at most 48 bytes"},
+        {.name = "domains",
+         .type = CONF_STRLIST,
+         .offset = RTK(domains),
+         .flags = CONF_F_REQUIRED,
+         .help = "recipient domains: \"example.net\" exact, \".example.net\" its subdomains, "
+                 "\"*\" every other domain"},
+        {.name = "type",
+         .type = CONF_ENUM,
+         .offset = RTK(type),
+         .flags = CONF_F_REQUIRED,
+         .enum_names = route_type_names,
+         .help = "local (deliver here, unknown users bounce), relay (a smarthost) or mx (DNS)"},
+        {.name = "host",
+         .type = CONF_STR,
+         .offset = RTK(host),
+         .help = "relay: IPv4/IPv6 literal or host name (all its AAAA and A addresses are "
+                 "tried)"},
+        {.name = "port",
+         .type = CONF_INT,
+         .offset = RTK(port),
+         .def = "0",
+         .min = 0,
+         .max = 65535,
+         .help = "0: relay 465 with tls implicit, else 587; mx 25"},
+        {.name = "tls",
+         .type = CONF_ENUM,
+         .offset = RTK(tls),
+         .def = "auto",
+         .enum_names = outbound_tls_names,
+         .help = "implicit, starttls (required), opportunistic (when offered, unverified) or "
+                 "none; auto: relay starttls, mx opportunistic"},
+        {.name = "verify",
+         .type = CONF_BOOL,
+         .offset = RTK(verify),
+         .def = "true",
+         .help = "starttls/implicit: verify the certificate chain and that it names host "
+                 "(mx: the MX host name); other modes never verify"},
+        {.name = "ca_file",
+         .type = CONF_STR,
+         .offset = RTK(ca_file),
+         .help = "PEM CA certificates to verify against; default: the system store"},
+        {.name = "auth",
+         .type = CONF_SECTION,
+         .offset = RTK(auth_user),
+         .sub = &route_auth_table,
+         .help = "relay: SMTP AUTH credentials (needs tls starttls or implicit, or an explicit "
+                 "tls: none)"},
+};
+
+static bool route_domain_ok(char *d)
+{
+	size_t n = strlen(d);
+	size_t i = 0, label = 0;
+
+	for (size_t j = 0; j < n; j++)
+		if (d[j] >= 'A' && d[j] <= 'Z')
+			d[j] = (char)(d[j] - 'A' + 'a');
+	if (strcmp(d, "*") == 0)
+		return true;
+	if (n > 0 && d[0] == '.')
+		i = 1;
+	if (n - i == 0 || n > 253 || d[n - 1] == '.')
+		return false;
+	for (; i < n; i++) {
+		char c = d[i];
+		if (c == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+			continue;
+		}
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+			return false;
+		if (++label > 63)
+			return false;
+	}
+	return true;
+}
+
+static bool host_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 253)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c <= ' ' || c >= 0x7f || c == '/' || c == '@' || c == '[' || c == ']')
+			return false;
+	}
+	return true;
+}
+
+static bool ip_literal_ok(const char *s)
+{
+	struct net_addr a;
+
+	return net_addr_parse(s, 0, &a) == 0;
+}
+
+static int route_validate(void *obj, struct conf_ctx *ctx, const char *path, int line, int col)
+{
+	struct mailbox_route_conf *r = obj;
+	bool tls_auto = r->tls == OUTBOUND_TLS_AUTO;
+	bool has_auth = r->auth_user != NULL || r->auth_password != NULL;
+	const char *tname;
+	int rc = 0;
+
+	r->line = line;
+	r->col = col;
+	if (!name_ok(r->name)) {
+		conf_error(ctx, line, col, path,
+		           "name '%s' must be 1..%d bytes of [a-z0-9_.-] (it is a metric label)",
+		           r->name, LISTENER_NAME_MAX);
+		rc = -1;
+	}
+	if (r->domains.n == 0) {
+		conf_error(ctx, line, col, path, "domains: at least one domain (or \"*\")");
+		rc = -1;
+	}
+	for (size_t i = 0; i < r->domains.n; i++) {
+		if (!route_domain_ok(r->domains.v[i])) {
+			conf_error(ctx, line, col, path,
+			           "domains[%zu] '%s' must be a domain name \"example.net\", a "
+			           "suffix \".example.net\" or \"*\"",
+			           i, r->domains.v[i]);
+			rc = -1;
+		}
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(r->domains.v[i], r->domains.v[j]) == 0) {
+				conf_error(ctx, line, col, path, "domains[%zu] '%s' listed twice",
+				           i, r->domains.v[i]);
+				rc = -1;
+			}
+	}
+	if (tls_auto)
+		r->tls = r->type == OUTBOUND_ROUTE_MX ? OUTBOUND_TLS_OPPORTUNISTIC
+		                                      : OUTBOUND_TLS_STARTTLS;
+	tname = outbound_tls_names[r->tls];
+	switch (r->type) {
+	case OUTBOUND_ROUTE_LOCAL:
+		if (r->host != NULL || r->port != 0 || (!tls_auto && r->tls != OUTBOUND_TLS_NONE) ||
+		    r->ca_file != NULL || has_auth) {
+			conf_error(ctx, line, col, path,
+			           "type local delivers here: host, port, tls, ca_file and auth do "
+			           "not apply");
+			rc = -1;
+		}
+		r->tls = OUTBOUND_TLS_NONE;
+		r->verify = false;
+		return rc;
+	case OUTBOUND_ROUTE_RELAY:
+		if (r->host == NULL) {
+			conf_error(ctx, line, col, path, "type relay needs host");
+			rc = -1;
+		} else if (!host_name_ok(r->host) ||
+		           (strchr(r->host, ':') != NULL && !ip_literal_ok(r->host))) {
+			conf_error(ctx, line, col, path,
+			           "host '%s' must be an IP literal or a host name (no port: use "
+			           "port:)",
+			           r->host);
+			rc = -1;
+		}
+		if (r->port == 0)
+			r->port = r->tls == OUTBOUND_TLS_IMPLICIT ? 465 : 587;
+		break;
+	case OUTBOUND_ROUTE_MX:
+		if (r->host != NULL) {
+			conf_error(
+			        ctx, line, col, path,
+			        "type mx finds hosts in DNS: host does not apply (use type relay "
+			        "for a fixed host)");
+			rc = -1;
+		}
+		if (r->tls == OUTBOUND_TLS_IMPLICIT) {
+			conf_error(
+			        ctx, line, col, path,
+			        "type mx with tls implicit: SMTP between MTAs has no implicit TLS "
+			        "(RFC 3207); use starttls or opportunistic");
+			rc = -1;
+		}
+		if (has_auth) {
+			conf_error(ctx, line, col, path,
+			           "type mx with auth: credentials are for a relay (type relay)");
+			rc = -1;
+		}
+		if (r->port == 0)
+			r->port = 25;
+		break;
+	default:
+		break;
+	}
+	if (r->port < 1 || r->port > 65535) {
+		conf_error(ctx, line, col, path, "port %lld out of range 1..65535",
+		           (long long)r->port);
+		rc = -1;
+	}
+	if (has_auth) {
+		if (r->auth_user == NULL || r->auth_user[0] == '\0' || r->auth_password == NULL ||
+		    r->auth_password[0] == '\0') {
+			conf_error(ctx, line, col, path, "auth needs both user and password");
+			rc = -1;
+		}
+		if (r->tls == OUTBOUND_TLS_OPPORTUNISTIC ||
+		    (r->tls == OUTBOUND_TLS_NONE && tls_auto)) {
+			conf_error(ctx, line, col, path,
+			           "auth with tls %s could send the password in clear: use tls "
+			           "starttls or implicit (or write tls: none for a tunnel that "
+			           "already encrypts)",
+			           tname);
+			rc = -1;
+		}
+	}
+	if (r->tls == OUTBOUND_TLS_NONE || r->tls == OUTBOUND_TLS_OPPORTUNISTIC) {
+		if (r->ca_file != NULL) {
+			conf_error(ctx, line, col, path, "ca_file with tls %s: nothing is verified",
+			           tname);
+			rc = -1;
+		}
+		r->verify = false;
+	} else if (r->ca_file != NULL && !r->verify) {
+		conf_error(ctx, line, col, path, "ca_file with verify: false is never used");
+		rc = -1;
+	}
+	return rc;
+}
+
+static const struct conf_table route_table = {
+        .name = "route",
+        .size = sizeof(struct mailbox_route_conf),
+        .keys = route_keys,
+        .nkeys = ARRAY_SIZE(route_keys),
+        .validate = route_validate,
+};
+
+#define OTK(field)                                                                                 \
+	(CONF_OFF(struct mailbox_outbound_conf, field) -                                           \
+	 CONF_OFF(struct mailbox_outbound_conf, connect_timeout_ms))
+static const struct conf_key outbound_timeout_keys[] = {
+        {.name = "connect",
+         .type = CONF_DURATION,
+         .offset = OTK(connect_timeout_ms),
+         .def = "30s",
+         .min = 100,
+         .max = 600000,
+         .help = "TCP connect per address, and a TLS handshake; SMTP commands follow RFC 5321 "
+                 "4.5.3.2"},
+};
+
+static const struct conf_table outbound_timeouts_table = {
+        .name = "timeouts",
+        .keys = outbound_timeout_keys,
+        .nkeys = ARRAY_SIZE(outbound_timeout_keys),
+};
+
+static const struct conf_key outbound_dns_keys[] = {
+        {.name = "servers",
+         .type = CONF_STRLIST,
+         .offset = 0, /* dns_servers itself */
+         .help = "resolvers as \"IP\" or \"IP:port\" (\"[v6]:port\"); empty: /etc/resolv.conf"},
+};
+
+static const struct conf_table outbound_dns_table = {
+        .name = "dns",
+        .keys = outbound_dns_keys,
+        .nkeys = ARRAY_SIZE(outbound_dns_keys),
+};
+
+#define OBK(field) CONF_OFF(struct mailbox_outbound_conf, field)
+static const struct conf_key outbound_keys[] = {
+        {.name = "enabled",
+         .type = CONF_BOOL,
+         .offset = OBK(enabled),
+         .def = "true",
+         .help = "this instance runs delivery workers"},
+        {.name = "concurrency",
+         .type = CONF_INT,
+         .offset = OBK(concurrency),
+         .def = "8",
+         .min = 1,
+         .max = 10000,
+         .help = "messages in flight per instance"},
+        {.name = "poll",
+         .type = CONF_DURATION,
+         .offset = OBK(poll_ms),
+         .def = "5s",
+         .min = 100,
+         .max = 3600000,
+         .help = "how often to look for due work (plus a kick on enqueue)"},
+        {.name = "lease",
+         .type = CONF_DURATION,
+         .offset = OBK(lease_ms),
+         .def = "10m",
+         .min = 10000,
+         .max = 86400000,
+         .help = "a claim expires after this; a crashed worker's claim is retried"},
+        {.name = "retry",
+         .type = CONF_STR,
+         .offset = OBK(retry),
+         .def = "1m, 5m, 15m, 30m, 1h, 2h, 4h",
+         .help = "intervals after each failed attempt, counted from the first; the last "
+                 "repeats"},
+        {.name = "expire",
+         .type = CONF_DURATION,
+         .offset = OBK(expire_ms),
+         .def = "5d",
+         .min = 60000,
+         .max = 365 * 86400000LL,
+         .help = "undelivered recipients bounce this long after the first attempt"},
+        {.name = "delay_notice",
+         .type = CONF_DURATION,
+         .offset = OBK(delay_notice_ms),
+         .def = "0",
+         .min = 0,
+         .max = 365 * 86400000LL,
+         .help = "one \"delayed\" DSN after this long undelivered; 0: off"},
+        {.name = "max_per_destination",
+         .type = CONF_INT,
+         .offset = OBK(max_per_destination),
+         .def = "4",
+         .min = 1,
+         .max = 1000,
+         .help = "concurrent connections per destination (relay route or recipient domain)"},
+        {.name = "connection_reuse",
+         .type = CONF_DURATION,
+         .offset = OBK(connection_reuse_ms),
+         .def = "30s",
+         .min = 0,
+         .max = 600000,
+         .help = "keep an idle connection this long for the next message; 0: close"},
+        {.name = "timeouts",
+         .type = CONF_SECTION,
+         .offset = OBK(connect_timeout_ms),
+         .sub = &outbound_timeouts_table,
+         .help = "outbound connection timeouts"},
+        {.name = "helo",
+         .type = CONF_STR,
+         .offset = OBK(helo),
+         .help = "EHLO name; default: hostname"},
+        {.name = "dns",
+         .type = CONF_SECTION,
+         .offset = OBK(dns_servers),
+         .sub = &outbound_dns_table,
+         .help = "the resolver for MX and address lookups"},
+        {.name = "routes",
+         .type = CONF_LIST,
+         .offset = OBK(routes),
+         .sub = &route_table,
+         .help = "how mail leaves, by recipient domain; no match: mx"},
+};
+
+static bool dns_server_ok(const char *s)
+{
+	struct net_addr a;
+	const char *err = NULL;
+
+	if (net_addr_parse(s, 53, &a) == 0)
+		return true;
+	return net_addr_parse_hostport(s, &a, &err) == 0;
+}
+
+static int outbound_validate(void *obj, struct conf_ctx *ctx, const char *path, int line, int col)
+{
+	struct mailbox_outbound_conf *o = obj;
+	struct retry_schedule sched;
+	const char *err = NULL;
+	int rc = 0;
+
+	if (retry_schedule_parse(o->retry, &sched, &err) < 0) {
+		conf_error(ctx, line, col, path, "retry '%s': %s", o->retry,
+		           err != NULL ? err : "invalid");
+		rc = -1;
+	}
+	if (o->helo != NULL && !host_name_ok(o->helo)) {
+		conf_error(ctx, line, col, path, "helo '%s' must be a host name", o->helo);
+		rc = -1;
+	}
+	if (o->delay_notice_ms != 0 && o->delay_notice_ms >= o->expire_ms) {
+		conf_error(ctx, line, col, path,
+		           "delay_notice must be shorter than expire (or 0 for none)");
+		rc = -1;
+	}
+	for (size_t i = 0; i < o->dns_servers.n; i++) {
+		if (!dns_server_ok(o->dns_servers.v[i])) {
+			conf_error(ctx, line, col, path,
+			           "dns.servers[%zu] '%s' must be an IP literal, optionally with a "
+			           "port (\"127.0.0.1:5353\", \"[::1]:53\")",
+			           i, o->dns_servers.v[i]);
+			rc = -1;
+		}
+	}
+	/* One domain, one route: a later duplicate would never match. */
+	for (size_t i = 0; i < o->routes.n; i++) {
+		const struct mailbox_route_conf *a = &((struct mailbox_route_conf *)o->routes.v)[i];
+		char p[96];
+
+		snprintf(p, sizeof(p), "%s%sroutes[%zu]", path, path[0] ? "." : "", i);
+		for (size_t j = 0; j < i; j++) {
+			const struct mailbox_route_conf *b =
+			        &((struct mailbox_route_conf *)o->routes.v)[j];
+			if (a->name != NULL && b->name != NULL && strcmp(a->name, b->name) == 0) {
+				conf_error(ctx, a->line, a->col, p,
+				           "duplicate route name '%s' (first at %d:%d)", a->name,
+				           b->line, b->col);
+				rc = -1;
+			}
+			for (size_t x = 0; x < a->domains.n; x++)
+				for (size_t y = 0; y < b->domains.n; y++)
+					if (strcmp(a->domains.v[x], b->domains.v[y]) == 0) {
+						conf_error(ctx, a->line, a->col, p,
+						           "domain '%s' is already routed by '%s'",
+						           a->domains.v[x], b->name);
+						rc = -1;
+					}
+		}
+	}
+	return rc;
+}
+
+static const struct conf_table outbound_table = {
+        .name = "outbound",
+        .size = sizeof(struct mailbox_outbound_conf),
+        .keys = outbound_keys,
+        .nkeys = ARRAY_SIZE(outbound_keys),
+        .validate = outbound_validate,
+};
+
 /* --- root --------------------------------------------------------------- */
 
 #define RK(field) CONF_OFF(struct mailbox_config, field)
@@ -611,6 +1184,16 @@ static const struct conf_key root_keys[] = {
          .offset = RK(admin),
          .sub = &admin_table,
          .help = "admin API settings"},
+        {.name = "imap",
+         .type = CONF_SECTION,
+         .offset = RK(imap),
+         .sub = &imap_table,
+         .help = "IMAP: master users, per-account and per-session limits, body cache"},
+        {.name = "outbound",
+         .type = CONF_SECTION,
+         .offset = RK(outbound),
+         .sub = &outbound_table,
+         .help = "outbound delivery: queue workers, retries and routes"},
 };
 
 bool mailbox_config_bind_allowed(const struct net_cidr_set *private_networks,
@@ -742,4 +1325,54 @@ const char *mailbox_tls_mode_name(int mode)
 	if (mode < 0 || mode >= (int)ARRAY_SIZE(tls_mode_names) - 1)
 		return "?";
 	return tls_mode_names[mode];
+}
+
+const char *outbound_route_type_name(int type)
+{
+	if (type < 0 || type >= (int)ARRAY_SIZE(route_type_names) - 1)
+		return "?";
+	return route_type_names[type];
+}
+
+const char *outbound_tls_name(int tls)
+{
+	if (tls < 0 || tls >= (int)ARRAY_SIZE(outbound_tls_names) - 1)
+		return "?";
+	return outbound_tls_names[tls];
+}
+
+const struct mailbox_route_conf *mailbox_route_match(const struct mailbox_route_conf *routes,
+                                                     size_t n, const char *domain)
+{
+	const struct mailbox_route_conf *suffix = NULL, *star = NULL;
+	size_t dlen = strlen(domain), best = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct mailbox_route_conf *r = &routes[i];
+		for (size_t j = 0; j < r->domains.n; j++) {
+			const char *d = r->domains.v[j];
+			size_t len = strlen(d);
+
+			if (strcmp(d, "*") == 0) {
+				if (star == NULL)
+					star = r;
+			} else if (d[0] == '.') {
+				/* ".example.net" matches a.example.net, not example.net */
+				if (dlen > len && strcmp(domain + dlen - len, d) == 0 &&
+				    len > best) {
+					suffix = r;
+					best = len;
+				}
+			} else if (strcmp(d, domain) == 0) {
+				return r;
+			}
+		}
+	}
+	return suffix != NULL ? suffix : star;
+}
+
+const struct mailbox_route_conf *mailbox_route_for(const struct mailbox_config *cfg,
+                                                   const char *domain)
+{
+	return mailbox_route_match(cfg->outbound.routes.v, cfg->outbound.routes.n, domain);
 }

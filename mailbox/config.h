@@ -119,6 +119,72 @@ struct mailbox_admin_conf {
 	bool recovery; /* honour TAILPOST_RECOVERY_ADMIN */
 };
 
+/* IMAP (imap, imaps; mailbox/imap/server.h). */
+struct mailbox_imap_conf {
+	struct conf_strlist master_users;    /* account logins, lower-case */
+	char *master_separator;              /* one character; "" disables "user*master" */
+	int64_t max_connections_per_account; /* logged-in sessions per instance; 0: no limit */
+	int64_t command_rate;                /* commands/s per session; 0: no limit */
+	int64_t command_burst;               /* commands without delay */
+	uint64_t blob_cache_size;            /* body-fetch cache bytes; 0: off */
+};
+
+/*
+ * Outbound delivery (mailbox/outbound/): the queue engine's settings and
+ * the routes.  A route says how mail for some recipient domains leaves:
+ * `local` (forced local delivery), `relay` (a smarthost, optionally with
+ * AUTH) or `mx` (DNS MX lookup, RFC 5321 5.1).  Route domains are stored
+ * lower-case: "example.net" (exact), ".example.net" (subdomains only) or
+ * "*" (everything else).  Validation resolves `tls: auto` and `port: 0`
+ * (relay: implicit 465, else 587; mx: 25) and clears `verify` for modes
+ * that never verify (none, opportunistic), so the printed config shows
+ * what runs.
+ */
+enum outbound_route_type {
+	OUTBOUND_ROUTE_LOCAL = 0,
+	OUTBOUND_ROUTE_RELAY,
+	OUTBOUND_ROUTE_MX,
+};
+
+enum outbound_tls {
+	OUTBOUND_TLS_NONE = 0,      /* plain SMTP, never STARTTLS */
+	OUTBOUND_TLS_OPPORTUNISTIC, /* STARTTLS when offered, no verification, else plain */
+	OUTBOUND_TLS_STARTTLS,      /* STARTTLS required (tempfail without it) */
+	OUTBOUND_TLS_IMPLICIT,      /* TLS from the first byte (RFC 8314) */
+	OUTBOUND_TLS_AUTO,          /* only before validation: relay starttls, mx opportunistic */
+};
+
+struct mailbox_route_conf {
+	char *name;
+	struct conf_strlist domains; /* lower-case */
+	int type;                    /* enum outbound_route_type */
+	char *host;                  /* relay: IP literal or host name */
+	int64_t port;                /* resolved: never 0 for relay and mx */
+	int tls;                     /* enum outbound_tls, resolved */
+	bool verify;                 /* certificate check (hostname = host); starttls/implicit */
+	char *ca_file;               /* NULL: the system store */
+	char *auth_user;             /* auth: { user, password }; both or neither */
+	char *auth_password;
+	/* Not keys: where the route's mapping starts, for later messages. */
+	int line, col;
+};
+
+struct mailbox_outbound_conf {
+	bool enabled;
+	int64_t concurrency;
+	uint64_t poll_ms;
+	uint64_t lease_ms;
+	char *retry; /* retry.h syntax, validated */
+	uint64_t expire_ms;
+	uint64_t delay_notice_ms; /* 0: off */
+	int64_t max_per_destination;
+	uint64_t connection_reuse_ms;    /* 0: close after each message */
+	uint64_t connect_timeout_ms;     /* timeouts: { connect } */
+	char *helo;                      /* NULL: the hostname */
+	struct conf_strlist dns_servers; /* dns: { servers }; "IP" or "IP:port", "[v6]:port" */
+	struct conf_list routes;         /* of struct mailbox_route_conf */
+};
+
 struct mailbox_config {
 	char *hostname;
 	int log_level; /* enum log_level */
@@ -135,6 +201,8 @@ struct mailbox_config {
 	struct mailbox_abuse_conf abuse;
 	struct mailbox_smtp_conf smtp;
 	struct mailbox_admin_conf admin;
+	struct mailbox_imap_conf imap;
+	struct mailbox_outbound_conf outbound;
 };
 
 /* The root table, for conf_print and tests. */
@@ -168,6 +236,26 @@ mailbox_config_listener(const struct mailbox_config *cfg, size_t i)
  */
 bool mailbox_config_bind_allowed(const struct net_cidr_set *private_networks,
                                  const struct net_addr *a);
+
+static inline const struct mailbox_route_conf *
+mailbox_config_route(const struct mailbox_config *cfg, size_t i)
+{
+	return &((const struct mailbox_route_conf *)cfg->outbound.routes.v)[i];
+}
+
+/*
+ * The route for a recipient domain (lower-case, no trailing dot): an exact
+ * domain first, then the longest ".suffix" that ends it, then "*"; NULL
+ * when none matches (the default is mx).  Pure.
+ */
+const struct mailbox_route_conf *mailbox_route_for(const struct mailbox_config *cfg,
+                                                   const char *domain);
+/* Same over a bare list of routes (tests, reconfigure). */
+const struct mailbox_route_conf *mailbox_route_match(const struct mailbox_route_conf *routes,
+                                                     size_t n, const char *domain);
+/* "local", "relay", "mx"; "none", "opportunistic", "starttls", "implicit". */
+const char *outbound_route_type_name(int type);
+const char *outbound_tls_name(int tls);
 
 /* "mx", "submission", ... ; "?" when out of range. */
 const char *mailbox_role_name(int role);

@@ -221,6 +221,12 @@ static void on_delivered(void *arg, const PGresult *res, const char *errstr)
 		mailboxes++;
 		notify(d, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2));
 	}
+	if (queue_id > 0 && d->st.mem != NULL) {
+		char msg[24];
+		int n = snprintf(msg, sizeof(msg), "%" PRId64, queue_id);
+
+		mem_publish(d->st.mem, DELIVERY_QUEUE_CHANNEL, msg, (size_t)n, NULL, NULL);
+	}
 	finish(d, true, NULL, NULL, mailboxes, queue_id);
 }
 

@@ -35,6 +35,9 @@
  * channel DELIVERY_CHANNEL_PREFIX + mailbox id, message
  * "EXISTS <uid> <modseq>", so IMAP sessions (IDLE, NOOP) learn about it.
  * Pub/sub is a hint: a lost notification delays, never loses, a message.
+ * When the commit queued remote recipients, "<queue id>" is published on
+ * DELIVERY_QUEUE_CHANNEL, which wakes the outbound queue engines
+ * (mailbox/outbound/queue.h) of every instance.
  *
  * Outbound copies share the blob, which starts with our Return-Path: line
  * when the message also had local recipients: the outbound sender must
@@ -53,6 +56,7 @@
 #include <time.h>
 
 #define DELIVERY_CHANNEL_PREFIX "mailbox:"
+#define DELIVERY_QUEUE_CHANNEL  "outbound:queued"
 
 struct blob_store;
 struct mem_store;

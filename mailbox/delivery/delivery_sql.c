@@ -9,6 +9,7 @@
  */
 #include "mailbox/delivery/delivery_sql.h"
 
+#include "mailbox/store/pg.h"
 #include "mailbox/store/schema.h"
 #include "shared/xmalloc.h"
 
@@ -121,35 +122,7 @@ static char *utf8_or_null(const char *s)
 
 void delivery_sql_text_array(struct buf *out, const char *const *v, size_t n)
 {
-	buf_puts(out, "{");
-	for (size_t i = 0; i < n; i++) {
-		if (i > 0)
-			buf_puts(out, ",");
-		if (v[i] == NULL) {
-			buf_puts(out, "NULL");
-			continue;
-		}
-		buf_puts(out, "\"");
-		for (const char *p = v[i]; *p != '\0'; p++) {
-			if (*p == '"' || *p == '\\')
-				buf_puts(out, "\\");
-			buf_append(out, p, 1);
-		}
-		buf_puts(out, "\"");
-	}
-	buf_puts(out, "}");
-}
-
-static char *text_array(const char *const *v, size_t n)
-{
-	struct buf b;
-	char *r;
-
-	buf_init(&b, 0);
-	delivery_sql_text_array(&b, v, n);
-	r = xstrndup((const char *)buf_ptr(&b), buf_len(&b));
-	buf_free(&b);
-	return r;
+	pg_array_text_append(out, v, n);
 }
 
 char *delivery_sql_parts_json(const struct mime_part *parts, size_t n)
@@ -192,21 +165,6 @@ static char *search_text(const struct mime_result *m)
 	return r;
 }
 
-static char *int_array(const int64_t *v, size_t n)
-{
-	struct buf b;
-	char *r;
-
-	buf_init(&b, 0);
-	buf_puts(&b, "{");
-	for (size_t i = 0; i < n; i++)
-		buf_printf(&b, "%s%" PRId64, i > 0 ? "," : "", v[i]);
-	buf_puts(&b, "}");
-	r = xstrndup((const char *)buf_ptr(&b), buf_len(&b));
-	buf_free(&b);
-	return r;
-}
-
 void delivery_sql_build(const struct delivery_sql_in *in, struct delivery_sql *out)
 {
 	struct qb q = {0};
@@ -244,11 +202,11 @@ void delivery_sql_build(const struct delivery_sql_in *in, struct delivery_sql *o
 		buf_puts(&q.sql, ") RETURNING id), qr AS (INSERT INTO queue_rcpts(message_id, rcpt,"
 		                 " dsn_notify, dsn_orcpt) SELECT qm.id, r.rcpt, r.notify, r.orcpt"
 		                 " FROM qm, unnest(");
-		param(&q, text_array(rc, in->nremote), "text[]");
+		param(&q, pg_array_text(rc, in->nremote), "text[]");
 		buf_puts(&q.sql, ", ");
-		param(&q, text_array(nt, in->nremote), "text[]");
+		param(&q, pg_array_text(nt, in->nremote), "text[]");
 		buf_puts(&q.sql, ", ");
-		param(&q, text_array(oc, in->nremote), "text[]");
+		param(&q, pg_array_text(oc, in->nremote), "text[]");
 		buf_puts(&q.sql, ") AS r(rcpt, notify, orcpt) RETURNING message_id) ");
 		free(rc);
 		free(nt);
@@ -264,7 +222,7 @@ void delivery_sql_build(const struct delivery_sql_in *in, struct delivery_sql *o
 		           "SELECT d.mailbox_id, d.uid, d.modseq, %s FROM tp_deliver("
 		           "ARRAY(SELECT mb.id FROM mailboxes mb WHERE mb.account_id = ANY(",
 		           remote ? "(SELECT min(message_id) FROM qr)" : "NULL::bigint");
-		param(&q, int_array(in->accounts, in->naccounts), "bigint[]");
+		param(&q, pg_array_int64(in->accounts, in->naccounts), "bigint[]");
 		buf_puts(&q.sql, ") AND mb.name = 'INBOX' ORDER BY mb.id), ");
 		if (key_param > 0) {
 			buf_printf(&q.sql, "$%d::text, $%d::bigint", key_param, size_param);

@@ -20,6 +20,9 @@
 #include "mailbox/directory/directory.h"
 #include "mailbox/directory/lookup.h"
 #include "mailbox/directory/password.h"
+#include "mailbox/dkim/keystore.h"
+#include "mailbox/outbound/dnsrecords_admin.h"
+#include "mailbox/outbound/queue_admin.h"
 #include "mailbox/server/abuse.h"
 #include "mailbox/server/jobs.h"
 #include "mailbox/server/server.h"
@@ -58,7 +61,16 @@ enum api_op {
 	OP_ALIAS_GET,
 	OP_ALIAS_PUT,
 	OP_ALIAS_DELETE,
+	OP_DKIM_LIST,
+	OP_DKIM_CREATE,
+	OP_DNS_GET,
+	OP_QUEUE_LIST,
+	OP_QUEUE_GET,
+	OP_QUEUE_RETRY,
+	OP_QUEUE_DELETE,
 };
+
+#define QUEUE_LIST_DEFAULT 1000
 
 struct api_call {
 	struct server *server;
@@ -77,10 +89,23 @@ struct api_call {
 	char domain[PARAM_MAX]; /* ?domain= */
 	bool force;             /* ?force=true */
 	json_t *body;
+	/* dkim, dns, queue */
+	enum dkim_alg alg; /* POST .../dkim */
+	int64_t qid;       /* /queue/ID */
+	int64_t limit;     /* GET /queue?limit= */
+	bool zone;         /* GET .../dns?format=zone */
+	char hostname[256];
+	char cert_file[1024];
+	char report[PARAM_MAX];
+	char mta_sts[16];
+	char mta_sts_id[64];
+	char dmarc[16];
+	char spf_extra[PARAM_MAX];
 	/* the answer */
 	int status;
 	json_t *result;
 	char *extra; /* extra header lines */
+	char *text;  /* a plain-text answer instead of result (the zone snippet) */
 	char errmsg[512];
 };
 
@@ -97,6 +122,7 @@ static void call_free(struct api_call *a)
 	json_decref(a->body);
 	json_decref(a->result);
 	free(a->extra);
+	free(a->text);
 	OPENSSL_cleanse(a, sizeof(*a));
 	free(a);
 }
@@ -123,6 +149,7 @@ static void finish(struct api_call *a)
 {
 	char *text = NULL;
 	size_t len = 0;
+	const char *ctype = NULL;
 
 	if (a->cb == NULL) {
 		call_free(a);
@@ -135,17 +162,22 @@ static void finish(struct api_call *a)
 		log_info("msg=\"admin api error\" listener=%s client=%s who=%s status=%d "
 		         "error=\"%s\"",
 		         a->listener, a->ip, a->who[0] ? a->who : "-", a->status, a->errmsg);
+	} else if (a->text != NULL) {
+		text = a->text;
+		a->text = NULL;
+		ctype = "text/plain; charset=utf-8";
 	} else if (a->result != NULL) {
 		text = json_dumps(a->result, JSON_COMPACT | JSON_ENCODE_ANY);
 	}
-	if (text != NULL) {
+	if (text != NULL)
 		len = strlen(text);
+	if (text != NULL && ctype == NULL) {
 		/* a trailing newline reads better with curl */
 		text = xrealloc(text, len + 2);
 		text[len++] = '\n';
 		text[len] = '\0';
 	}
-	a->cb(a->arg, a->status, text != NULL ? text : "", len, a->extra);
+	a->cb(a->arg, a->status, ctype, text != NULL ? text : "", len, a->extra);
 	free(text);
 	call_free(a);
 }
@@ -542,6 +574,137 @@ static void work_aliases(struct api_call *a, PGconn *pg)
 	dir_aliases_free(&v, n);
 }
 
+static void work_dkim(struct api_call *a, PGconn *pg)
+{
+	char err[512] = "";
+
+	if (a->op == OP_DKIM_LIST) {
+		struct dkim_keystore_entry *v = NULL;
+		size_t n = 0;
+
+		if (dkim_keystore_list(pg, a->param, &v, &n, err, sizeof(err)) < 0) {
+			dir_fail(a, pg, err);
+			return;
+		}
+		a->result = json_array();
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(a->result, dkim_keystore_entry_json(&v[i]));
+		dkim_keystore_entries_free(&v, n);
+		a->status = 200;
+	} else {
+		struct dkim_keystore_entry e;
+		json_t *sel = json_object_get(a->body, "selector");
+
+		if (dkim_keystore_generate(pg, a->param, a->alg,
+		                           sel != NULL ? json_string_value(sel) : NULL, &e, err,
+		                           sizeof(err)) < 0) {
+			dir_fail(a, pg, err);
+			return;
+		}
+		a->result = dkim_keystore_entry_json(&e);
+		dkim_keystore_entry_clear(&e);
+		a->status = 201;
+	}
+}
+
+static void work_dns(struct api_call *a, PGconn *pg)
+{
+	struct dnsrecords_admin_opts d;
+	struct dnsrecords *r = NULL;
+	char err[512] = "", *note = NULL;
+
+	memset(&d, 0, sizeof(d));
+	d.domain = a->param;
+	d.mail_host = a->hostname;
+	d.cert_file = a->cert_file[0] != '\0' ? a->cert_file : NULL;
+	d.report_addr = a->report[0] != '\0' ? a->report : NULL;
+	d.mta_sts_mode = a->mta_sts[0] != '\0' ? a->mta_sts : NULL;
+	d.mta_sts_id = a->mta_sts_id[0] != '\0' ? a->mta_sts_id : NULL;
+	d.dmarc_policy = a->dmarc[0] != '\0' ? a->dmarc : NULL;
+	d.spf_extra = a->spf_extra[0] != '\0' ? a->spf_extra : NULL;
+	if (dnsrecords_admin_build(pg, &d, &r, &note, err, sizeof(err)) < 0) {
+		dir_fail(a, pg, err);
+		return;
+	}
+	if (a->zone) {
+		struct buf b;
+
+		buf_init(&b, 0);
+		dnsrecords_zone(r, &b);
+		a->text = xmalloc(buf_len(&b) + 1);
+		memcpy(a->text, buf_ptr(&b), buf_len(&b));
+		a->text[buf_len(&b)] = '\0';
+		buf_free(&b);
+	} else {
+		char *s = dnsrecords_json(r);
+
+		a->result = json_loads(s, 0, NULL);
+		free(s);
+		if (a->result != NULL && note != NULL)
+			json_object_set_new(a->result, "notes", json_pack("[s]", note));
+	}
+	dnsrecords_free(&r);
+	free(note);
+	if (a->result == NULL && a->text == NULL)
+		set_error(a, 500, "cannot serialise the records");
+	else
+		a->status = 200;
+}
+
+static void work_queue(struct api_call *a, PGconn *pg)
+{
+	char err[512] = "";
+	int64_t n = 0;
+
+	switch (a->op) {
+	case OP_QUEUE_LIST: {
+		struct queue_admin_msg *v = NULL;
+		size_t nm = 0;
+
+		if (queue_admin_list(pg, a->limit, &v, &nm, err, sizeof(err)) < 0) {
+			dir_fail(a, pg, err);
+			return;
+		}
+		a->result = json_array();
+		for (size_t i = 0; i < nm; i++)
+			json_array_append_new(a->result, queue_admin_msg_json(&v[i]));
+		queue_admin_msgs_free(&v, nm);
+		a->status = 200;
+		return;
+	}
+	case OP_QUEUE_GET: {
+		struct queue_admin_msg m;
+
+		if (queue_admin_show(pg, a->qid, &m, err, sizeof(err)) < 0) {
+			dir_fail(a, pg, err);
+			return;
+		}
+		a->result = queue_admin_msg_json(&m);
+		queue_admin_msg_clear(&m);
+		a->status = 200;
+		return;
+	}
+	case OP_QUEUE_RETRY:
+		if (queue_admin_retry(pg, a->qid, &n, err, sizeof(err)) < 0) {
+			dir_fail(a, pg, err);
+			return;
+		}
+		a->result =
+		        json_pack("{s:I, s:I}", "id", (json_int_t)a->qid, "retried", (json_int_t)n);
+		a->status = 200;
+		return;
+	case OP_QUEUE_DELETE:
+		if (queue_admin_delete(pg, a->qid, &n, err, sizeof(err)) < 0) {
+			dir_fail(a, pg, err);
+			return;
+		}
+		a->status = 204;
+		return;
+	default:
+		break;
+	}
+}
+
 static void work(PGconn *pg, const char *pg_err, void *arg)
 {
 	struct api_call *a = arg;
@@ -563,6 +726,19 @@ static void work(PGconn *pg, const char *pg_err, void *arg)
 	case OP_ALIAS_PUT:
 	case OP_ALIAS_DELETE:
 		work_aliases(a, pg);
+		break;
+	case OP_DKIM_LIST:
+	case OP_DKIM_CREATE:
+		work_dkim(a, pg);
+		break;
+	case OP_DNS_GET:
+		work_dns(a, pg);
+		break;
+	case OP_QUEUE_LIST:
+	case OP_QUEUE_GET:
+	case OP_QUEUE_RETRY:
+	case OP_QUEUE_DELETE:
+		work_queue(a, pg);
 		break;
 	default:
 		work_accounts(a, pg);
@@ -698,6 +874,101 @@ static void set_allow(struct api_call *a, const char *allow)
 	set_error(a, 405, "method not allowed here (allowed: %s)", allow);
 }
 
+/* GET /domains/NAME/dns, GET|POST /domains/NAME/dkim. */
+static bool route_domain_sub(struct api_call *a, const struct http_request *req, const char *sub)
+{
+	static const char *const dkim_keys[] = {"algorithm", "selector", NULL};
+	enum http_method m = req->method;
+	const struct mailbox_config *cfg = server_config(a->server);
+	const char *cert;
+	char v[16];
+
+	if (strcmp(sub, "dns") == 0) {
+		if (m != HTTP_M_GET && m != HTTP_M_HEAD) {
+			set_allow(a, "GET");
+			return false;
+		}
+		if (query_param(req->query, "format", v, sizeof(v))) {
+			if (strcmp(v, "zone") == 0) {
+				a->zone = true;
+			} else if (strcmp(v, "json") != 0) {
+				set_error(a, 400, "format must be json or zone");
+				return false;
+			}
+		}
+		query_param(req->query, "report", a->report, sizeof(a->report));
+		query_param(req->query, "mta_sts", a->mta_sts, sizeof(a->mta_sts));
+		query_param(req->query, "mta_sts_id", a->mta_sts_id, sizeof(a->mta_sts_id));
+		query_param(req->query, "dmarc", a->dmarc, sizeof(a->dmarc));
+		query_param(req->query, "spf_extra", a->spf_extra, sizeof(a->spf_extra));
+		/* the config may be replaced by a reload: copy what the worker needs */
+		snprintf(a->hostname, sizeof(a->hostname), "%s",
+		         cfg->hostname != NULL ? cfg->hostname : "");
+		cert = dnsrecords_admin_cert(cfg);
+		snprintf(a->cert_file, sizeof(a->cert_file), "%s", cert != NULL ? cert : "");
+		a->op = OP_DNS_GET;
+		return true;
+	}
+	if (m == HTTP_M_GET || m == HTTP_M_HEAD) {
+		a->op = OP_DKIM_LIST;
+		return true;
+	}
+	if (m != HTTP_M_POST) {
+		set_allow(a, "GET, POST");
+		return false;
+	}
+	if (!load_body(a, req) || !check_body(a, dkim_keys, "algorithm"))
+		return false;
+	if (dkim_alg_parse(json_string_value(json_object_get(a->body, "algorithm")), &a->alg) < 0) {
+		set_error(a, 400, "'algorithm' must be ed25519 or rsa");
+		return false;
+	}
+	a->op = OP_DKIM_CREATE;
+	return true;
+}
+
+/* GET /queue[?limit=N], GET|DELETE /queue/ID, POST /queue/ID/retry. */
+static bool route_queue(struct api_call *a, const struct http_request *req, bool has_param,
+                        bool retry_sub)
+{
+	enum http_method m = req->method;
+	char v[32];
+
+	if (!has_param) {
+		if (m != HTTP_M_GET && m != HTTP_M_HEAD) {
+			set_allow(a, "GET");
+			return false;
+		}
+		a->limit = QUEUE_LIST_DEFAULT;
+		if (query_param(req->query, "limit", v, sizeof(v)) &&
+		    queue_admin_parse_id(v, &a->limit) < 0) {
+			set_error(a, 400, "limit must be a positive integer");
+			return false;
+		}
+		a->op = OP_QUEUE_LIST;
+		return true;
+	}
+	if (queue_admin_parse_id(a->param, &a->qid) < 0) {
+		set_error(a, 400, "'%s' is not a queue id", a->param);
+		return false;
+	}
+	if (retry_sub) {
+		if (m != HTTP_M_POST) {
+			set_allow(a, "POST");
+			return false;
+		}
+		a->op = OP_QUEUE_RETRY;
+	} else if (m == HTTP_M_GET || m == HTTP_M_HEAD) {
+		a->op = OP_QUEUE_GET;
+	} else if (m == HTTP_M_DELETE) {
+		a->op = OP_QUEUE_DELETE;
+	} else {
+		set_allow(a, "GET, DELETE");
+		return false;
+	}
+	return true;
+}
+
 /*
  * Map method + path to an operation.  false with the error set.
  */
@@ -708,7 +979,8 @@ static bool route(struct api_call *a, const struct http_request *req)
 	size_t clen;
 	char seg[PARAM_MAX];
 	enum http_method m = req->method;
-	bool has_param = false, password_sub = false;
+	bool has_param = false, password_sub = false, retry_sub = false;
+	const char *domain_sub = NULL;
 
 	if (*p == '/')
 		p++;
@@ -728,6 +1000,12 @@ static bool route(struct api_call *a, const struct http_request *req)
 			if (clen == 8 && strncmp(coll, "accounts", 8) == 0 &&
 			    strcmp(sub, "/password") == 0) {
 				password_sub = true;
+			} else if (clen == 7 && strncmp(coll, "domains", 7) == 0 &&
+			           (strcmp(sub, "/dkim") == 0 || strcmp(sub, "/dns") == 0)) {
+				domain_sub = sub + 1;
+			} else if (clen == 5 && strncmp(coll, "queue", 5) == 0 &&
+			           strcmp(sub, "/retry") == 0) {
+				retry_sub = true;
 			} else {
 				set_error(a, 404, "no such resource");
 				return false;
@@ -736,6 +1014,8 @@ static bool route(struct api_call *a, const struct http_request *req)
 	}
 	if (clen == 7 && strncmp(coll, "domains", 7) == 0) {
 		static const char *const create_keys[] = {"name", NULL};
+		if (domain_sub != NULL)
+			return route_domain_sub(a, req, domain_sub);
 		if (!has_param) {
 			if (m == HTTP_M_GET || m == HTTP_M_HEAD) {
 				a->op = OP_DOMAIN_LIST;
@@ -849,7 +1129,9 @@ static bool route(struct api_call *a, const struct http_request *req)
 		}
 		return true;
 	}
-	set_error(a, 404, "no such resource (try /api/v1/domains, /accounts or /aliases)");
+	if (clen == 5 && strncmp(coll, "queue", 5) == 0)
+		return route_queue(a, req, has_param, retry_sub);
+	set_error(a, 404, "no such resource (try /api/v1/domains, /accounts, /aliases or /queue)");
 	return false;
 }
 

@@ -29,6 +29,18 @@
  *   GET    /aliases/ADDRESS              200 | 404
  *   PUT    /aliases/ADDRESS {"targets": [...]}                   200
  *   DELETE /aliases/ADDRESS              204 | 404
+ *   GET    /domains/NAME/dkim            200 [{"domain", "selector", "algorithm",
+ *                                              "active", "created", "dns_name", "txt"}]
+ *   POST   /domains/NAME/dkim {"algorithm": "ed25519"|"rsa", "selector"}
+ *                                        201 the key | 404 domain | 409 selector exists
+ *   GET    /domains/NAME/dns[?format=zone&report=ADDR|none&mta_sts=MODE
+ *                            &mta_sts_id=ID&dmarc=POLICY&spf_extra=MECHS]
+ *                                        200 dnsrecords_json (+ "notes") or, with
+ *                                            format=zone, the zone snippet as text/plain
+ *   GET    /queue[?limit=N]              200 [queue_admin_msg_json...] (default 1000)
+ *   GET    /queue/ID                     200 | 404
+ *   POST   /queue/ID/retry               200 {"id", "retried"} | 404
+ *   DELETE /queue/ID                     204 | 404 (no bounce is sent)
  * A create that refers to something missing (an alias in an unknown
  * domain, a target that is no account) is 422.  A malformed body is 400,
  * a body that is not application/json 415.
@@ -52,11 +64,12 @@
 struct server;
 struct api_call;
 
-/* The answer: status, a JSON body (NUL-terminated, may be empty for
- * 204), and extra header lines ("WWW-Authenticate: ...\r\n") or NULL.
- * All valid during the call only. */
-typedef void api_done_cb(void *arg, int status, const char *json, size_t len,
-                         const char *extra_headers);
+/* The answer: status, its Content-Type (NULL: application/json), the
+ * body (NUL-terminated, may be empty for 204), and extra header lines
+ * ("WWW-Authenticate: ...\r\n") or NULL.  All valid during the call
+ * only. */
+typedef void api_done_cb(void *arg, int status, const char *content_type, const char *body,
+                         size_t len, const char *extra_headers);
 
 struct api_client {
 	const char *listener;

@@ -90,12 +90,13 @@ static void next_request(struct http_conn *h)
 	h->continue_sent = false;
 }
 
-static void on_api_done(void *arg, int status, const char *json, size_t len, const char *extra)
+static void on_api_done(void *arg, int status, const char *ctype, const char *body, size_t len,
+                        const char *extra)
 {
 	struct http_conn *h = arg;
 
 	h->call = NULL;
-	respond(h, status, "application/json", json, len, extra);
+	respond(h, status, ctype != NULL ? ctype : "application/json", body, len, extra);
 	next_request(h);
 	conn_pause_read(h->c, false);
 }

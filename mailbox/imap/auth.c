@@ -177,6 +177,12 @@ void imap_session_auth_done(struct imap_session *s, enum imap_auth_result r, con
 		imap_cmd_finish(s, "NO", "[UNAVAILABLE]",
 		                "Authentication service unavailable, try again later");
 		break;
+	case IMAP_AUTH_LIMIT:
+		/* RFC 5530 3: LIMIT, an operation that would exceed a limit;
+		 * not an authentication failure (the credentials were good) */
+		imap_cmd_finish(s, "NO", "[LIMIT]",
+		                "Too many connections for this account, close another one");
+		break;
 	}
 }
 

@@ -25,9 +25,26 @@
  * during IDLE; the connection's idle timeout is raised to
  * IMAP_SERVER_IDLE_MS (RFC 3501 5.4: autologout no sooner than 30
  * minutes) for the whole session.
+ *
+ * The imap: config section (mailbox/config.h) is read at every new
+ * connection, so a reload applies to new sessions:
+ *   - master_users/master_separator go to the session (LOGIN name split)
+ *     and the store (who may act for whom);
+ *   - max_connections_per_account: one process-wide table of logged-in
+ *     sessions per account (account_conns.h); per instance, not across
+ *     instances;
+ *   - command_rate/command_burst: the session's token bucket; when it is
+ *     empty the session asks to be throttled and we stop reading until
+ *     the throttle timer fires (commands are delayed, never refused, so
+ *     IDLE and well-behaved clients see no difference);
+ *   - blob_cache_size: one process-wide body cache (blob_cache.h); its
+ *     lookups run from a zero-delay timer (imap_pg_deferred).
  */
 #include "mailbox/imap/server.h"
 
+#include "mailbox/config.h"
+#include "mailbox/imap/account_conns.h"
+#include "mailbox/imap/blob_cache.h"
 #include "mailbox/imap/session.h"
 #include "mailbox/imap/store_pg.h"
 #include "mailbox/server/abuse.h"
@@ -38,8 +55,10 @@
 #include "shared/loop.h"
 #include "shared/xmalloc.h"
 
+#include <ev.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Octets moved from the session into the connection per write call. */
 #define PUMP_CHUNK (64 * 1024)
@@ -50,9 +69,24 @@ struct imap_conn {
 	struct imap_session *s;
 	struct imap_store_ops ops;
 	struct loop_timer tick;
+	struct loop_timer throttle; /* the command rate limit's pause */
+	struct loop_timer defer;    /* imap_pg_deferred() from the loop */
 	bool want_tls;
 	bool in_input;
+	bool throttled;
 };
+
+/* Process-wide, on the loop thread; reachable until exit. */
+static struct imap_account_conns *account_conns;
+static struct imap_blob_cache *blob_cache;
+
+void imap_server_cache_stats(struct imap_blob_cache_stats *out)
+{
+	if (blob_cache != NULL)
+		imap_blob_cache_stats(blob_cache, out);
+	else
+		memset(out, 0, sizeof(*out));
+}
 
 static struct imap_conn *from_pg(struct imap_pg *p)
 {
@@ -85,7 +119,8 @@ static void pump(struct imap_conn *ic)
 static void settle(struct imap_conn *ic)
 {
 	pump(ic);
-	if (!ic->in_input && !imap_session_pending(ic->s) && !imap_session_tls_wait(ic->s))
+	if (!ic->in_input && !ic->throttled && !imap_session_pending(ic->s) &&
+	    !imap_session_tls_wait(ic->s))
 		conn_pause_read(ic->c, false);
 }
 
@@ -105,14 +140,46 @@ static void on_tick(struct loop_timer *t)
 	}
 }
 
+static void on_throttle_end(struct loop_timer *t)
+{
+	struct imap_conn *ic =
+	        (struct imap_conn *)(void *)((char *)t - offsetof(struct imap_conn, throttle));
+
+	ic->throttled = false;
+	settle(ic);
+}
+
+static void on_defer(struct loop_timer *t)
+{
+	struct imap_conn *ic =
+	        (struct imap_conn *)(void *)((char *)t - offsetof(struct imap_conn, defer));
+
+	imap_pg_deferred(&ic->pg);
+}
+
+static void defer(struct imap_pg *p)
+{
+	loop_timer_start(&from_pg(p)->defer, 0, 0);
+}
+
 static void on_auth(struct imap_pg *p, enum imap_auth_result r, const char *login,
                     const char *reason)
 {
 	struct imap_conn *ic = from_pg(p);
 
-	if (r == IMAP_AUTH_OK)
+	if (r == IMAP_AUTH_OK && p->master != NULL)
+		log_info("msg=\"imap login\" cid=%s listener=%s client=%s result=ok account=%s "
+		         "master=%s",
+		         conn_id(ic->c), conn_listener_name(ic->c), conn_client_ip(ic->c), login,
+		         p->master);
+	else if (r == IMAP_AUTH_OK)
 		log_info("msg=\"imap login\" cid=%s listener=%s client=%s result=ok account=%s",
 		         conn_id(ic->c), conn_listener_name(ic->c), conn_client_ip(ic->c), login);
+	else if (r == IMAP_AUTH_LIMIT)
+		log_info("msg=\"imap login\" cid=%s listener=%s client=%s result=limit account=%s "
+		         "reason=\"%s\"",
+		         conn_id(ic->c), conn_listener_name(ic->c), conn_client_ip(ic->c),
+		         login != NULL ? login : "", reason != NULL ? reason : "");
 	else
 		log_info("msg=\"imap login\" cid=%s listener=%s client=%s result=%s reason=\"%s\"",
 		         conn_id(ic->c), conn_listener_name(ic->c), conn_client_ip(ic->c),
@@ -138,6 +205,27 @@ static void op_abuse(void *ctx, enum imap_abuse kind)
 	if (kind == IMAP_ABUSE_AUTH_FAILED)
 		abuse_auth_failed(conn_server(ic->c), conn_listener_name(ic->c), conn_client(ic->c),
 		                  conn_no_client(ic->c));
+	else if (kind == IMAP_ABUSE_RATE)
+		log_info("msg=\"imap command rate limit\" cid=%s listener=%s client=%s account=%s",
+		         conn_id(ic->c), conn_listener_name(ic->c), conn_client_ip(ic->c),
+		         imap_session_user(ic->s) != NULL ? imap_session_user(ic->s) : "");
+}
+
+static uint64_t op_now_ms(void *ctx)
+{
+	struct imap_conn *ic = ctx;
+
+	return (uint64_t)(ev_now(server_loop(conn_server(ic->c))) * 1000.0);
+}
+
+/* The bucket is empty: read nothing more until ms passed. */
+static void op_throttle(void *ctx, uint64_t ms)
+{
+	struct imap_conn *ic = ctx;
+
+	ic->throttled = true;
+	conn_pause_read(ic->c, true);
+	loop_timer_start(&ic->throttle, ms, 0);
 }
 
 /* --- connection callbacks --------------------------------------------------- */
@@ -147,15 +235,43 @@ static int imap_open(struct conn *c)
 	struct server *srv = conn_server(c);
 	struct imap_conn *ic = xcalloc(1, sizeof(*ic));
 	struct imap_session_config cfg = {0};
+	const struct mailbox_imap_conf *ik = &server_config(srv)->imap;
 
 	imap_pg_init(&ic->pg, server_pg(srv), server_blob(srv), server_mem(srv),
 	             server_passwords(srv));
 	ic->pg.kick = kick;
 	ic->pg.on_auth = on_auth;
 	ic->c = c;
+	if (account_conns == NULL)
+		account_conns = imap_account_conns_new();
+	ic->pg.conns = account_conns;
+	ic->pg.max_per_account = (unsigned)ik->max_connections_per_account;
+	/* copied: a reload frees the config under running sessions */
+	if (ik->master_users.n > 0) {
+		ic->pg.masters = xcalloc(ik->master_users.n, sizeof(char *));
+		for (size_t i = 0; i < ik->master_users.n; i++)
+			ic->pg.masters[i] = xstrdup(ik->master_users.v[i]);
+		ic->pg.nmasters = ik->master_users.n;
+	}
+	if (ik->blob_cache_size > 0) {
+		if (blob_cache == NULL)
+			blob_cache = imap_blob_cache_new(ik->blob_cache_size);
+		imap_blob_cache_set_limit(blob_cache, ik->blob_cache_size);
+		ic->pg.cache = blob_cache;
+		ic->pg.defer = defer;
+	} else if (blob_cache != NULL) {
+		imap_blob_cache_set_limit(blob_cache, 0); /* turned off by a reload */
+	}
 	imap_pg_ops_fill(&ic->ops);
 	ic->ops.starttls = op_starttls;
 	ic->ops.abuse = op_abuse;
+	ic->ops.now_ms = op_now_ms;
+	ic->ops.throttle = op_throttle;
+	cfg.master_separator = ik->master_separator != NULL ? ik->master_separator[0] : '\0';
+	if (ik->command_rate > 0) {
+		cfg.rate_burst = (unsigned)ik->command_burst;
+		cfg.rate_per_sec = (unsigned)ik->command_rate;
+	}
 	cfg.hostname = server_config(srv)->hostname;
 	cfg.starttls_available = conn_starttls_available(c) && !conn_tls_active(c, NULL);
 	cfg.allow_plaintext_auth = conn_listener(c)->allow_plaintext_auth;
@@ -165,6 +281,8 @@ static int imap_open(struct conn *c)
 	if (conn_tls_active(c, NULL))
 		imap_session_set_tls(ic->s);
 	loop_timer_init(&ic->tick, server_loop(srv), on_tick);
+	loop_timer_init(&ic->throttle, server_loop(srv), on_throttle_end);
+	loop_timer_init(&ic->defer, server_loop(srv), on_defer);
 	loop_timer_start(&ic->tick, IMAP_SERVER_TICK_MS, IMAP_SERVER_TICK_MS);
 	conn_set_idle_timeout(c, IMAP_SERVER_IDLE_MS);
 	imap_session_greet(ic->s);
@@ -236,6 +354,8 @@ static void imap_close(struct conn *c, enum conn_close_reason reason)
 	if (ic == NULL)
 		return;
 	loop_timer_stop(&ic->tick);
+	loop_timer_stop(&ic->throttle);
+	loop_timer_stop(&ic->defer);
 	/* cancel first: no completion may reach the freed session */
 	imap_pg_cleanup(&ic->pg);
 	imap_session_free(&ic->s);

@@ -17,4 +17,9 @@
 /* The connection callbacks of roles imap and imaps. */
 extern const struct conn_proto imap_server_proto;
 
+struct imap_blob_cache_stats;
+/* Counters of the process-wide body cache (all zero before the first
+ * IMAP connection or with imap.blob_cache_size 0), e.g. for metrics. */
+void imap_server_cache_stats(struct imap_blob_cache_stats *out);
+
 #endif

@@ -107,6 +107,8 @@ const char *imap_store_status_code(enum imap_store_status st, bool trycreate)
 		return "[LIMIT]";
 	case IMAP_STORE_CANNOT:
 		return "[CANNOT]";
+	case IMAP_STORE_HASCHILDREN:
+		return "[HASCHILDREN]";
 	case IMAP_STORE_TEMPFAIL:
 		return "[UNAVAILABLE]";
 	case IMAP_STORE_FAIL:
@@ -135,6 +137,9 @@ void imap_cmd_store_fail(struct imap_session *s, enum imap_store_status st, cons
 			break;
 		case IMAP_STORE_CANNOT:
 			why = "Operation not permitted";
+			break;
+		case IMAP_STORE_HASCHILDREN:
+			why = "Mailbox has inferior hierarchical names and no messages of its own";
 			break;
 		case IMAP_STORE_TEMPFAIL:
 			why = "Service temporarily unavailable, try again later";

@@ -46,6 +46,8 @@ enum imap_store_status {
 	IMAP_STORE_OVERQUOTA,   /* [OVERQUOTA] */
 	IMAP_STORE_LIMIT,       /* [LIMIT]: too many mailboxes, too big */
 	IMAP_STORE_CANNOT,      /* [CANNOT]: not allowed (delete INBOX) */
+	IMAP_STORE_HASCHILDREN, /* [HASCHILDREN]: DELETE of a \Noselect name
+	                           with children (RFC 3501 6.3.4) */
 	IMAP_STORE_TEMPFAIL,    /* [UNAVAILABLE]: a store is down, try later */
 	IMAP_STORE_FAIL,        /* [SERVERBUG]: anything else */
 };
@@ -54,6 +56,7 @@ enum imap_auth_result {
 	IMAP_AUTH_OK = 0,
 	IMAP_AUTH_FAIL,     /* NO [AUTHENTICATIONFAILED] */
 	IMAP_AUTH_TEMPFAIL, /* NO [UNAVAILABLE] */
+	IMAP_AUTH_LIMIT,    /* NO [LIMIT]: good credentials, too many sessions */
 };
 
 /* Reported through ops.abuse; the core turns them into bans keyed on the

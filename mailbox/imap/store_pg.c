@@ -22,6 +22,9 @@
 
 #include "mailbox/delivery/delivery_sql.h"
 #include "mailbox/directory/auth.h"
+#include "mailbox/directory/lookup.h"
+#include "mailbox/imap/account_conns.h"
+#include "mailbox/imap/blob_cache.h"
 #include "mailbox/imap/search_sql.h"
 #include "mailbox/mime/parser.h"
 #include "mailbox/store/blob.h"
@@ -99,33 +102,6 @@ static char *id_str(int64_t id)
 	return xasprintf("%lld", (long long)id);
 }
 
-static char *uid_array(const uint32_t *uids, size_t n)
-{
-	struct buf b;
-	char *r;
-
-	buf_init(&b, 0);
-	buf_puts(&b, "{");
-	for (size_t i = 0; i < n; i++)
-		buf_printf(&b, "%s%" PRIu32, i > 0 ? "," : "", uids[i]);
-	buf_puts(&b, "}");
-	r = xstrndup((const char *)buf_ptr(&b), buf_len(&b));
-	buf_free(&b);
-	return r;
-}
-
-static char *text_array(const char *const *v, size_t n)
-{
-	struct buf b;
-	char *r;
-
-	buf_init(&b, 0);
-	delivery_sql_text_array(&b, v, n);
-	r = xstrndup((const char *)buf_ptr(&b), buf_len(&b));
-	buf_free(&b);
-	return r;
-}
-
 /* Split s at spaces into a malloc'd vector pointing into *copy_r. */
 static const char **split_words(const char *s, size_t *n_r, char **copy_r)
 {
@@ -171,8 +147,17 @@ static void publish(struct imap_pg *p, int64_t mbox)
 static void auth_end(struct imap_pg *p, enum imap_auth_result r, const char *reason)
 {
 	if (p->on_auth != NULL)
-		p->on_auth(p, r, r == IMAP_AUTH_OK ? p->login : NULL, reason);
+		p->on_auth(p, r, r == IMAP_AUTH_OK || r == IMAP_AUTH_LIMIT ? p->login : NULL,
+		           reason);
 	imap_session_auth_done(p->session, r, r == IMAP_AUTH_OK ? p->login : NULL);
+}
+
+static void slot_release(struct imap_pg *p)
+{
+	if (p->counted) {
+		imap_account_conns_release(p->conns, p->account);
+		p->counted = false;
+	}
 }
 
 static void specials_done(void *arg, const PGresult *res, const char *errstr)
@@ -181,10 +166,12 @@ static void specials_done(void *arg, const PGresult *res, const char *errstr)
 
 	(void)res;
 	p->req = NULL;
-	if (errstr != NULL)
+	if (errstr != NULL) {
+		slot_release(p);
 		auth_end(p, IMAP_AUTH_TEMPFAIL, "special-use mailboxes not created");
-	else
+	} else {
 		auth_end(p, IMAP_AUTH_OK, NULL);
+	}
 	kick(p);
 }
 
@@ -201,11 +188,69 @@ static const char specials_sql[] =
         "  AND (mb.name = v.n OR (v.s IS NOT NULL AND mb.special_use = v.s))) "
         "ON CONFLICT (account_id, name) DO NOTHING";
 
+/* The credentials are good and the session acts for account: take a
+ * slot of imap.max_connections_per_account, then create the special-use
+ * mailboxes.  Answers the session (at once or from the loop). */
+static void auth_account(struct imap_pg *p, int64_t account, const char *login)
+{
+	char *id;
+	const char *params[1];
+
+	free(p->login);
+	p->login = xstrdup(login);
+	if (p->conns != NULL &&
+	    !imap_account_conns_acquire(p->conns, account, p->max_per_account)) {
+		auth_end(p, IMAP_AUTH_LIMIT, "too many connections for the account");
+		kick(p);
+		return;
+	}
+	p->account = account;
+	p->counted = p->conns != NULL;
+	id = id_str(p->account);
+	params[0] = id;
+	query(p, specials_sql, 1, params, specials_done);
+	free(id);
+}
+
+static bool is_master(const struct imap_pg *p, const char *login)
+{
+	for (size_t i = 0; i < p->nmasters; i++)
+		if (strcasecmp(p->masters[i], login) == 0)
+			return true;
+	return false;
+}
+
+/* Master login, second step: the user the master acts as. */
+static void master_target_done(void *arg, const struct lookup_auth_result *r)
+{
+	struct imap_pg *p = arg;
+
+	p->req = NULL;
+	free(p->authzid);
+	p->authzid = NULL;
+	switch (r->status) {
+	case LOOKUP_AUTH_TEMPFAIL:
+		auth_end(p, IMAP_AUTH_TEMPFAIL, r->errstr);
+		break;
+	case LOOKUP_AUTH_NONE:
+		auth_end(p, IMAP_AUTH_FAIL, "master login: unknown user");
+		break;
+	case LOOKUP_AUTH_FOUND:
+		if (r->disabled) {
+			auth_end(p, IMAP_AUTH_FAIL, "master login: user disabled");
+			break;
+		}
+		auth_account(p, r->account_id, r->login);
+		return; /* auth_account kicks */
+	}
+	free(p->master);
+	p->master = NULL;
+	kick(p);
+}
+
 static void auth_cb_done(void *arg, const struct auth_result *r)
 {
 	struct imap_pg *p = arg;
-	char *id;
-	const char *params[1];
 
 	p->areq = NULL;
 	if (r->status != AUTH_OK) {
@@ -214,24 +259,44 @@ static void auth_cb_done(void *arg, const struct auth_result *r)
 		kick(p);
 		return;
 	}
-	p->account = r->account_id;
-	free(p->login);
-	p->login = xstrdup(r->login);
-	id = id_str(p->account);
-	params[0] = id;
-	query(p, specials_sql, 1, params, specials_done);
-	free(id);
+	if (p->authzid == NULL) {
+		auth_account(p, r->account_id, r->login);
+		return;
+	}
+	/* a master login: the authenticated account must be a master (the
+	 * check is on the canonical login, so an address of it works too) */
+	if (!is_master(p, r->login)) {
+		free(p->authzid);
+		p->authzid = NULL;
+		auth_end(p, IMAP_AUTH_FAIL, "master login: not a master user");
+		kick(p);
+		return;
+	}
+	free(p->master);
+	p->master = xstrdup(r->login);
+	p->req = lookup_auth(p->pg, p->authzid, master_target_done, p);
 }
 
+/*
+ * authzid other than the authcid: a master login (Dovecot's pattern):
+ * authcid's password, then authzid must be an account.  Failures at any
+ * step are plain authentication failures for the client (the session
+ * reports them to the abuse counter like any other).
+ */
 static void op_auth(void *ctx, const char *authzid, const char *authcid, const char *password)
 {
 	struct imap_pg *p = ctx;
 
-	/* master logins are not supported yet: an authzid other than the
-	 * authcid itself is refused */
+	free(p->authzid);
+	p->authzid = NULL;
+	free(p->master);
+	p->master = NULL;
 	if (authzid != NULL && authzid[0] != '\0' && strcasecmp(authzid, authcid) != 0) {
-		auth_end(p, IMAP_AUTH_FAIL, "authzid differs (master login not supported)");
-		return;
+		if (p->nmasters == 0) {
+			auth_end(p, IMAP_AUTH_FAIL, "master login: no master users configured");
+			return;
+		}
+		p->authzid = xstrdup(authzid);
 	}
 	p->areq = auth_check(p->pg, p->pw, authcid, password, auth_cb_done, p);
 }
@@ -338,6 +403,27 @@ static void op_create(void *ctx, const char *name, unsigned special)
 	free(id);
 }
 
+static void delete_done(void *arg, const PGresult *res, const char *errstr)
+{
+	struct imap_pg *p = arg;
+	enum imap_store_status st = pg_status(res, errstr);
+	int64_t gone = 0;
+
+	p->req = NULL;
+	if (st == IMAP_STORE_OK && PQntuples(res) == 1) {
+		gone = (int64_t)u64(res, 0, 0);
+		if (gone == 0)
+			st = strcmp(PQgetvalue(res, 0, 1), "t") == 0 ? IMAP_STORE_HASCHILDREN
+			                                             : IMAP_STORE_NONEXISTENT;
+	}
+	imap_session_op_done(p->session, st);
+	/* sessions that have it selected learn it is gone (a changes query
+	 * finds no mailbox) */
+	if (gone > 0)
+		publish(p, gone);
+	kick(p);
+}
+
 static void op_delete(void *ctx, const char *name)
 {
 	struct imap_pg *p = ctx;
@@ -349,8 +435,16 @@ static void op_delete(void *ctx, const char *name)
 	}
 	id = id_str(p->account);
 	const char *params[] = {id, name};
-	query(p, "DELETE FROM mailboxes WHERE account_id = $1 AND name = $2", 2, params,
-	      op_rows_done);
+	/* RFC 3501 6.3.4: a mailbox with children may be deleted: its
+	 * messages go and the name stays as a \Noselect parent (LIST shows
+	 * names that only exist as parents so).  Such a name itself cannot
+	 * be deleted (RFC 5530 HASCHILDREN). */
+	query(p,
+	      "WITH d AS (DELETE FROM mailboxes WHERE account_id = $1 AND name = $2 "
+	      "  RETURNING id) "
+	      "SELECT (SELECT id FROM d), EXISTS (SELECT 1 FROM mailboxes mb "
+	      "  WHERE mb.account_id = $1 AND left(mb.name, length($2) + 1) = $2 || '/')",
+	      2, params, delete_done);
 	free(id);
 }
 
@@ -677,7 +771,7 @@ static void fetch_done(void *arg, const PGresult *res, const char *errstr)
 static void op_fetch(void *ctx, const uint32_t *uids, size_t n, unsigned want)
 {
 	struct imap_pg *p = ctx;
-	char *id = id_str(p->mbox), *arr = uid_array(uids, n);
+	char *id = id_str(p->mbox), *arr = pg_array_uint32(uids, n);
 	const char *params[] = {id, arr};
 	char *sql;
 
@@ -705,6 +799,10 @@ static void read_done(void *arg, enum blob_status st, const uint8_t *data, size_
 
 	(void)errstr;
 	p->breq = NULL;
+	if (st == BLOB_OK && p->cache != NULL && p->read_blob != NULL)
+		imap_blob_cache_put(p->cache, p->read_blob, p->read_off, p->read_len, data, len);
+	free(p->read_blob);
+	p->read_blob = NULL;
 	imap_session_read_done(
 	        p->session,
 	        st == BLOB_OK ? IMAP_STORE_OK
@@ -713,6 +811,22 @@ static void read_done(void *arg, enum blob_status st, const uint8_t *data, size_
 	kick(p);
 }
 
+static void read_start(struct imap_pg *p)
+{
+	uint64_t len = p->read_len;
+
+	p->breq = blob_get(p->blob, p->read_blob, p->read_off, len,
+	                   len > BLOB_READ_MAX ? len : BLOB_READ_MAX, read_done, p);
+}
+
+/*
+ * Body octets: from the local cache when an earlier fetch read the same
+ * range (DESIGN.md: body fetches read blobs through a bounded local
+ * cache), else from the blob store, and the answer is kept.  The cache
+ * is asked from the loop (p->defer), never inside the request: a hit
+ * answered at once would let a FETCH of many small cached messages
+ * recurse once per message (request, completion, next request).
+ */
 static void op_read(void *ctx, uint32_t uid, const char *blob, uint64_t offset, uint64_t len)
 {
 	struct imap_pg *p = ctx;
@@ -722,8 +836,37 @@ static void op_read(void *ctx, uint32_t uid, const char *blob, uint64_t offset, 
 		imap_session_read_done(p->session, IMAP_STORE_OK, (const uint8_t *)"", 0);
 		return;
 	}
-	p->breq = blob_get(p->blob, blob, offset, len, len > BLOB_READ_MAX ? len : BLOB_READ_MAX,
-	                   read_done, p);
+	free(p->read_blob);
+	p->read_blob = xstrdup(blob);
+	p->read_off = offset;
+	p->read_len = len;
+	if (p->cache != NULL && p->defer != NULL) {
+		p->read_deferred = true;
+		p->defer(p);
+		return;
+	}
+	read_start(p);
+}
+
+void imap_pg_deferred(struct imap_pg *p)
+{
+	const uint8_t *hit;
+	size_t n = 0;
+
+	if (!p->read_deferred)
+		return;
+	p->read_deferred = false;
+	hit = p->cache != NULL
+	              ? imap_blob_cache_get(p->cache, p->read_blob, p->read_off, p->read_len, &n)
+	              : NULL;
+	if (hit == NULL) {
+		read_start(p);
+		return;
+	}
+	free(p->read_blob);
+	p->read_blob = NULL;
+	imap_session_read_done(p->session, IMAP_STORE_OK, hit, n);
+	kick(p);
 }
 
 /* --- store / expunge / copy ------------------------------------------------- */
@@ -771,7 +914,8 @@ static void op_store(void *ctx, const uint32_t *uids, size_t n, enum imap_flags_
                      const char *const *flags, size_t nflags, const uint64_t *unchangedsince)
 {
 	struct imap_pg *p = ctx;
-	char *id = id_str(p->mbox), *arr = uid_array(uids, n), *fa = text_array(flags, nflags);
+	char *id = id_str(p->mbox), *arr = pg_array_uint32(uids, n),
+	     *fa = pg_array_text(flags, nflags);
 	char *us = unchangedsince != NULL ? xasprintf("%" PRIu64, *unchangedsince) : NULL;
 	const char *params[] = {id, arr,
 	                        mode == IMAP_FLAGS_SET   ? "set"
@@ -840,7 +984,7 @@ static void expunge_done(void *arg, const PGresult *res, const char *errstr)
 static void op_expunge(void *ctx, const uint32_t *uids, size_t n)
 {
 	struct imap_pg *p = ctx;
-	char *id = id_str(p->mbox), *arr = uids != NULL ? uid_array(uids, n) : NULL;
+	char *id = id_str(p->mbox), *arr = uids != NULL ? pg_array_uint32(uids, n) : NULL;
 	const char *params[] = {id, arr};
 
 	query(p, "SELECT uid, modseq FROM tp_expunge($1, $2::bigint[])", 2, params, expunge_done);
@@ -887,14 +1031,16 @@ static void copy_done(void *arg, const PGresult *res, const char *errstr)
 static void op_copy(void *ctx, const uint32_t *uids, size_t n, const char *dst, bool move)
 {
 	struct imap_pg *p = ctx;
-	char *id = id_str(p->mbox), *acc = id_str(p->account), *arr = uid_array(uids, n);
+	char *id = id_str(p->mbox), *acc = id_str(p->account), *arr = pg_array_uint32(uids, n);
 	const char *params[] = {id, arr, acc, dst, move ? "t" : "f"};
 
 	/* One statement: the destination row first (NULL when there is none),
 	 * then tp_copy's pairs.  COPY into the selected mailbox itself cannot
 	 * use tp_copy (it refuses p_src = p_dst): the pairs come from a plain
-	 * insert under the mailbox row lock, and MOVE there changes nothing
-	 * (RFC 6851 leaves it to the server; the messages stay). */
+	 * insert under the mailbox row lock.  MOVE there works as in Dovecot
+	 * (RFC 6851 3.3 defines MOVE as COPY, then expunge of the sources):
+	 * the copies get new UIDs at the end and the originals are expunged,
+	 * all at one new MODSEQ. */
 	query(p,
 	      "WITH d AS (SELECT mb.id, mb.uidvalidity FROM mailboxes mb "
 	      "  WHERE mb.account_id = $3 AND mb.name = $4), "
@@ -902,7 +1048,7 @@ static void op_copy(void *ctx, const uint32_t *uids, size_t n, const char *dst, 
 	      "other AS (SELECT c.src_uid, c.dst_uid FROM dd, "
 	      "  tp_copy($1::bigint, $2::bigint[], dd.id, $5::boolean) c), "
 	      "src AS (SELECT m.*, row_number() OVER (ORDER BY m.uid) AS rn FROM messages m, d "
-	      "  WHERE d.id = $1::bigint AND NOT $5::boolean AND m.mailbox_id = $1::bigint "
+	      "  WHERE d.id = $1::bigint AND m.mailbox_id = $1::bigint "
 	      "  AND m.uid = ANY($2::bigint[]) AND NOT m.expunged), "
 	      "lk AS (UPDATE mailboxes mb SET uidnext = mb.uidnext + (SELECT count(*) FROM src), "
 	      "  highestmodseq = mb.highestmodseq + 1 WHERE mb.id = $1::bigint "
@@ -914,7 +1060,9 @@ static void op_copy(void *ctx, const uint32_t *uids, size_t n, const char *dst, 
 	      "  SELECT $1::bigint, lk.first + src.rn - 1, lk.ms, src.flags, src.internaldate, "
 	      "  src.size, src.blob_key, src.envelope, src.bodystructure, src.body, src.hdr_from, "
 	      "  src.hdr_to, src.hdr_cc, src.hdr_subject, src.hdr_date, src.hdr_message_id, "
-	      "  src.parts, src.search_tsv, src.search_text FROM src, lk RETURNING uid) "
+	      "  src.parts, src.search_tsv, src.search_text FROM src, lk RETURNING uid), "
+	      "gone AS (UPDATE messages m SET expunged = true, modseq = lk.ms FROM lk, src "
+	      "  WHERE $5::boolean AND m.mailbox_id = $1::bigint AND m.uid = src.uid) "
 	      "SELECT * FROM (SELECT 0 AS k, d.id, d.uidvalidity, NULL::bigint AS s, "
 	      "  NULL::bigint AS t FROM (SELECT 1) one LEFT JOIN d ON true) a "
 	      "UNION ALL SELECT 1, NULL, NULL, src_uid, dst_uid FROM other "
@@ -1078,7 +1226,7 @@ static void deliver_all(struct imap_pg *p)
 		q[1] = xstrdup(a->keys[i]);
 		q[2] = xasprintf("%" PRIu64, m->size);
 		q[3] = m->has_date ? xasprintf("%" PRId64, m->date) : NULL;
-		q[4] = text_array(m->flags, m->nflags);
+		q[4] = pg_array_text(m->flags, m->nflags);
 		q[5] = utf8_or_null(r->envelope);
 		q[6] = utf8_or_null(r->bodystructure);
 		q[7] = utf8_or_null(r->body);
@@ -1197,10 +1345,14 @@ static void op_append(void *ctx, const char *mailbox, const struct imap_append_m
 		return;
 	}
 	p->app = a;
+	/* the usage sum reads every message of the account: only with a
+	 * quota (the subquery runs only when its CASE branch is taken) */
 	query(p,
 	      "SELECT mb.id, mb.uidvalidity, ac.quota_bytes, "
+	      "  CASE WHEN ac.quota_bytes > 0 THEN "
 	      "  (SELECT coalesce(sum(m.size), 0) FROM messages m JOIN mailboxes x "
 	      "   ON m.mailbox_id = x.id WHERE x.account_id = $1 AND NOT m.expunged) "
+	      "  ELSE 0 END "
 	      "FROM accounts ac LEFT JOIN mailboxes mb ON mb.account_id = ac.id AND mb.name = $2 "
 	      "WHERE ac.id = $1",
 	      2, params, append_mbox_done);
@@ -1373,8 +1525,21 @@ void imap_pg_cleanup(struct imap_pg *p)
 	p->app = NULL;
 	free(p->tmp_uids);
 	p->tmp_uids = NULL;
+	slot_release(p);
 	free(p->login);
 	p->login = NULL;
+	free(p->master);
+	p->master = NULL;
+	free(p->authzid);
+	p->authzid = NULL;
+	free(p->read_blob);
+	p->read_blob = NULL;
+	p->read_deferred = false;
+	for (size_t i = 0; i < p->nmasters; i++)
+		free(p->masters[i]);
+	free(p->masters);
+	p->masters = NULL;
+	p->nmasters = 0;
 }
 
 void imap_pg_ops_fill(struct imap_store_ops *ops)

@@ -39,6 +39,8 @@ struct mem_sub;
 struct password_pool;
 struct auth_req;
 struct imap_pg_append;
+struct imap_account_conns;
+struct imap_blob_cache;
 
 struct imap_pg {
 	struct pg_pool *pg;
@@ -50,13 +52,30 @@ struct imap_pg {
 	 * notification), so the glue writes the output and offers input. */
 	void (*kick)(struct imap_pg *p);
 	/* Optional: a login attempt ended (for the log); login is the
-	 * canonical account on IMAP_AUTH_OK, reason says why otherwise. */
+	 * canonical account on IMAP_AUTH_OK (p->master is set after a master
+	 * login), reason says why otherwise. */
 	void (*on_auth)(struct imap_pg *p, enum imap_auth_result r, const char *login,
 	                const char *reason);
 
+	/* Set by the glue from the imap: config (all optional). */
+	char **masters; /* master user logins (owned: imap_pg_cleanup frees) */
+	size_t nmasters;
+	struct imap_account_conns *conns; /* per-account session counts */
+	unsigned max_per_account;         /* 0: no limit */
+	struct imap_blob_cache *cache;    /* body reads */
+	/* With a cache: run imap_pg_deferred(p) soon from the loop (not
+	 * from inside this call). */
+	void (*defer)(struct imap_pg *p);
+
 	int64_t account;
 	char *login;
-	int64_t mbox; /* selected mailbox id, 0: none */
+	char *master;    /* the master's login after a master login */
+	char *authzid;   /* during a master login: the user to act as */
+	bool counted;    /* holds a slot in conns */
+	char *read_blob; /* the read in flight */
+	uint64_t read_off, read_len;
+	bool read_deferred; /* waiting for imap_pg_deferred() */
+	int64_t mbox;       /* selected mailbox id, 0: none */
 	struct mem_sub *sub;
 
 	struct pg_req *req;
@@ -73,6 +92,9 @@ void imap_pg_init(struct imap_pg *p, struct pg_pool *pg, struct blob_store *blob
                   struct mem_store *mem, struct password_pool *pw);
 /* Cancel what is outstanding (no completion will arrive) and free. */
 void imap_pg_cleanup(struct imap_pg *p);
+/* The deferred part of a body read (see defer above); nothing when none
+ * is waiting. */
+void imap_pg_deferred(struct imap_pg *p);
 /* Fill the store requests of ops (starttls, abuse, now_ms, throttle and
  * client_id are left for the glue). */
 void imap_pg_ops_fill(struct imap_store_ops *ops);

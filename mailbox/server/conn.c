@@ -245,6 +245,7 @@ static void handshake_done(struct conn *c, bool ok)
 		return;
 	}
 	c->tls_done = true;
+	c->l->metrics->tls_handshakes++;
 	tls_ssl_info(c->ssl, &ti);
 	log_info("msg=\"tls established\" " LOG_CONN_FMT " version=%s cipher=%s starttls=%s",
 	         LOG_CONN_ARGS(c), ti.version, ti.cipher, c->starttls ? "yes" : "no");

@@ -133,6 +133,10 @@ static struct listener *listener_new(struct server *s, const struct mailbox_conf
 	l->out_max = (size_t)cfg->limits.output_buffer;
 	l->proto = server_proto_for_role(lc->role);
 	l->metrics = metrics_listener(lc->name);
+	/* once an SMTP listener, its SMTP series stay (monotonic across reloads) */
+	if (lc->role == MAILBOX_ROLE_MX || lc->role == MAILBOX_ROLE_SUBMISSION ||
+	    lc->role == MAILBOX_ROLE_SUBMISSIONS)
+		l->metrics->smtp.enabled = true;
 	net_cidr_set_init(&l->proxy.trusted);
 	l->proxy.enabled = lc->proxy_present;
 	if (lc->proxy_present) {

@@ -29,10 +29,20 @@ static const char *const proxy_reasons[METRICS_PROXY_REASONS] = {
         "v1_syntax", "v1_address",        "other",   NULL,
 };
 
+static const char *const rcpt_reasons[METRICS_RCPT_REASONS] = {
+        [METRICS_RCPT_UNKNOWN] = "unknown",   [METRICS_RCPT_RELAY_DENIED] = "relay_denied",
+        [METRICS_RCPT_TOO_MANY] = "too_many", [METRICS_RCPT_UTF8] = "utf8",
+        [METRICS_RCPT_SYNTAX] = "syntax",     [METRICS_RCPT_TEMPFAIL] = "tempfail",
+};
+
 static struct metrics_listener **listeners;
 static size_t nlisteners;
 static uint64_t bans_total;
 static uint64_t http_by_class[6]; /* index status / 100 */
+static struct {
+	uint64_t runs_ok, runs_failed, deleted, failed, bytes;
+	double seconds;
+} blob_gc;
 
 struct metrics_listener *metrics_listener(const char *name)
 {
@@ -75,6 +85,18 @@ void metrics_http_response(int status)
 		http_by_class[status / 100]++;
 }
 
+void metrics_blob_gc(bool ok, uint64_t deleted, uint64_t failed, uint64_t bytes, double seconds)
+{
+	if (ok)
+		blob_gc.runs_ok++;
+	else
+		blob_gc.runs_failed++;
+	blob_gc.deleted += deleted;
+	blob_gc.failed += failed;
+	blob_gc.bytes += bytes;
+	blob_gc.seconds += seconds;
+}
+
 static void family(struct buf *o, const char *name, const char *type, const char *help)
 {
 	buf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
@@ -90,6 +112,82 @@ static void per_listener(struct buf *o, const char *name, const char *type, cons
 		        (const uint64_t *)(const void *)((const char *)listeners[i] + off);
 		buf_printf(o, "%s{listener=\"%s\"} %" PRIu64 "\n", name, listeners[i]->name, *v);
 	}
+}
+
+/* The SMTP families, for the listeners with an SMTP role only. */
+static void smtp_families(struct buf *o)
+{
+#define SOFF(f) offsetof(struct metrics_listener, smtp.f)
+	static const struct {
+		const char *name, *help;
+		size_t off;
+	} simple[] = {
+	        {"tailpost_mailbox_smtp_sessions_total", "SMTP sessions greeted, per listener.",
+	         SOFF(sessions)},
+	        {"tailpost_mailbox_smtp_message_bytes_total",
+	         "Bytes of the messages stored (with our added header fields).",
+	         SOFF(message_bytes)},
+	        {"tailpost_mailbox_smtp_recipients_accepted_total", "RCPT answered 250.",
+	         SOFF(rcpt_ok)},
+	};
+	static const struct {
+		const char *label;
+		size_t off;
+	} msgs[] =
+	        {
+	                {"accepted", SOFF(messages_ok)},
+	                {"store_failed", SOFF(messages_failed)},
+	                {"too_big", SOFF(messages_too_big)},
+	        },
+	  auth[] = {
+	          {"success", SOFF(auth_ok)},
+	          {"failure", SOFF(auth_failed)},
+	          {"tempfail", SOFF(auth_tempfail)},
+	  };
+#undef SOFF
+#define V(l, off) (*(const uint64_t *)(const void *)((const char *)(l) + (off)))
+
+	for (size_t k = 0; k < ARRAY_SIZE(simple); k++) {
+		family(o, simple[k].name, "counter", simple[k].help);
+		for (size_t i = 0; i < nlisteners; i++)
+			if (listeners[i]->smtp.enabled)
+				buf_printf(o, "%s{listener=\"%s\"} %" PRIu64 "\n", simple[k].name,
+				           listeners[i]->name, V(listeners[i], simple[k].off));
+	}
+	family(o, "tailpost_mailbox_smtp_messages_total", "counter",
+	       "SMTP messages by outcome: accepted (250 after the commit), store_failed (451), "
+	       "too_big (552).");
+	for (size_t i = 0; i < nlisteners; i++)
+		for (size_t k = 0; k < ARRAY_SIZE(msgs) && listeners[i]->smtp.enabled; k++)
+			buf_printf(o,
+			           "tailpost_mailbox_smtp_messages_total{listener=\"%s\","
+			           "result=\"%s\"} %" PRIu64 "\n",
+			           listeners[i]->name, msgs[k].label, V(listeners[i], msgs[k].off));
+	family(o, "tailpost_mailbox_smtp_recipients_refused_total", "counter",
+	       "RCPT refused, by reason.");
+	for (size_t i = 0; i < nlisteners; i++)
+		for (size_t r = 0; r < METRICS_RCPT_REASONS && listeners[i]->smtp.enabled; r++)
+			buf_printf(o,
+			           "tailpost_mailbox_smtp_recipients_refused_total{listener=\"%s\","
+			           "reason=\"%s\"} %" PRIu64 "\n",
+			           listeners[i]->name, rcpt_reasons[r],
+			           listeners[i]->smtp.rcpt_refused[r]);
+	family(o, "tailpost_mailbox_smtp_replies_total", "counter",
+	       "SMTP replies sent, by class (a multi-line reply counts once).");
+	for (size_t i = 0; i < nlisteners; i++)
+		for (int c = 2; c <= 5 && listeners[i]->smtp.enabled; c++)
+			buf_printf(o,
+			           "tailpost_mailbox_smtp_replies_total{listener=\"%s\","
+			           "class=\"%dxx\"} %" PRIu64 "\n",
+			           listeners[i]->name, c, listeners[i]->smtp.replies[c]);
+	family(o, "tailpost_mailbox_smtp_auth_total", "counter", "SMTP AUTH outcomes.");
+	for (size_t i = 0; i < nlisteners; i++)
+		for (size_t k = 0; k < ARRAY_SIZE(auth) && listeners[i]->smtp.enabled; k++)
+			buf_printf(o,
+			           "tailpost_mailbox_smtp_auth_total{listener=\"%s\","
+			           "result=\"%s\"} %" PRIu64 "\n",
+			           listeners[i]->name, auth[k].label, V(listeners[i], auth[k].off));
+#undef V
 }
 
 struct store_row {
@@ -166,11 +264,15 @@ void metrics_render(struct buf *o, struct pg_pool *pg, struct blob_store *blob,
 			           listeners[i]->proxy_errors[r]);
 		}
 	}
+	per_listener(o, "tailpost_mailbox_tls_handshakes_total", "counter",
+	             "TLS handshakes that succeeded (implicit TLS and STARTTLS), per listener.",
+	             OFF(tls_handshakes));
 	per_listener(o, "tailpost_mailbox_tls_handshake_failures_total", "counter",
 	             "TLS handshakes that failed, per listener.", OFF(tls_failures));
 	per_listener(o, "tailpost_mailbox_auth_failures_total", "counter",
 	             "Failed authentications, per listener.", OFF(auth_failures));
 #undef OFF
+	smtp_families(o);
 	family(o, "tailpost_mailbox_bans_total", "counter", "Bans set by this instance.");
 	buf_printf(o, "tailpost_mailbox_bans_total %" PRIu64 "\n", bans_total);
 	family(o, "tailpost_mailbox_http_responses_total", "counter",
@@ -178,6 +280,26 @@ void metrics_render(struct buf *o, struct pg_pool *pg, struct blob_store *blob,
 	for (int c = 1; c <= 5; c++)
 		buf_printf(o, "tailpost_mailbox_http_responses_total{code=\"%dxx\"} %" PRIu64 "\n",
 		           c, http_by_class[c]);
+
+	family(o, "tailpost_mailbox_blob_gc_runs_total", "counter",
+	       "Blob collection runs of this instance, by outcome.");
+	buf_printf(o, "tailpost_mailbox_blob_gc_runs_total{result=\"ok\"} %" PRIu64 "\n",
+	           blob_gc.runs_ok);
+	buf_printf(o, "tailpost_mailbox_blob_gc_runs_total{result=\"error\"} %" PRIu64 "\n",
+	           blob_gc.runs_failed);
+	family(o, "tailpost_mailbox_blob_gc_deleted_total", "counter",
+	       "Unreferenced blobs removed from the blob store.");
+	buf_printf(o, "tailpost_mailbox_blob_gc_deleted_total %" PRIu64 "\n", blob_gc.deleted);
+	family(o, "tailpost_mailbox_blob_gc_delete_failures_total", "counter",
+	       "Unreferenced blobs the blob store would not delete (retried next run).");
+	buf_printf(o, "tailpost_mailbox_blob_gc_delete_failures_total %" PRIu64 "\n",
+	           blob_gc.failed);
+	family(o, "tailpost_mailbox_blob_gc_deleted_bytes_total", "counter",
+	       "Bytes of the blobs removed.");
+	buf_printf(o, "tailpost_mailbox_blob_gc_deleted_bytes_total %" PRIu64 "\n", blob_gc.bytes);
+	family(o, "tailpost_mailbox_blob_gc_seconds_total", "counter",
+	       "Time spent collecting (on the collector thread).");
+	buf_printf(o, "tailpost_mailbox_blob_gc_seconds_total %.6f\n", blob_gc.seconds);
 
 	{
 		struct store_row rows[3];

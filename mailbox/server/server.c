@@ -18,9 +18,11 @@
 #include "mailbox/directory/password.h"
 #include "mailbox/http/server.h"
 #include "mailbox/imap/server.h"
+#include "mailbox/outbound/queue.h"
 #include "mailbox/server/abuse.h"
 #include "mailbox/server/conn.h"
 #include "mailbox/server/echo.h"
+#include "mailbox/server/gc_timer.h"
 #include "mailbox/server/jobs.h"
 #include "mailbox/server/listener.h"
 #include "mailbox/server/metrics.h"
@@ -54,6 +56,8 @@ struct server {
 	struct mem_store *mem;
 	struct password_pool *pw;
 	struct jobs *jobs;
+	struct outbound_queue *outq; /* the delivery workers (outbound.enabled) */
+	struct gc_timer *gc;         /* NULL: blob.gc.interval 0 */
 	struct listener_set *ls;
 	struct loop_signals sig;
 	struct loop_timer tls_timer;
@@ -311,6 +315,7 @@ static void on_reload(void *arg, int signum)
 	}
 	s->cur = next;
 	next = NULL;
+	outbound_queue_reconfigure(s->outq, s->cur);
 	listener_set_tls_check(s->ls, true);
 	if (s->cur->tls_check_interval_ms > 0)
 		loop_timer_start(&s->tls_timer, s->cur->tls_check_interval_ms,
@@ -354,7 +359,7 @@ static void on_drain_poll(struct loop_timer *t)
 {
 	struct server *s = container_of(t, struct server, drain_poll);
 
-	if (conn_count() == 0)
+	if (conn_count() == 0 && outbound_queue_idle(s->outq))
 		drain_end(s, "all_closed");
 }
 
@@ -374,6 +379,8 @@ static void on_stop(void *arg, int signum)
 	         conn_count(), (unsigned long long)s->cur->shutdown_grace_ms);
 	listener_set_stop(s->ls);
 	loop_timer_stop(&s->tls_timer);
+	gc_timer_stop(s->gc);
+	outbound_queue_stop(s->outq);
 	conn_shutdown_all(s);
 	loop_timer_start(&s->drain_grace, s->cur->shutdown_grace_ms, 0);
 	loop_timer_start(&s->drain_poll, 0, DRAIN_POLL_MS);
@@ -403,9 +410,11 @@ static void server_free(struct server *s)
 {
 	abuse_shutdown();
 	mem_unsubscribe(&s->ban_sub);
+	gc_timer_free(&s->gc);
 	jobs_free(&s->jobs);
 	password_pool_free(&s->pw);
 	listener_set_free(&s->ls);
+	outbound_queue_free(&s->outq);
 	pg_pool_free(&s->pg);
 	blob_store_free(&s->blob);
 	mem_store_free(&s->mem);
@@ -478,7 +487,15 @@ int server_run(const char *path)
 	s->pg = pg_pool_new(s->loop, &s->boot.stores.data);
 	s->pw = password_pool_new(s->loop, PASSWORD_THREADS);
 	s->jobs = jobs_new(s->loop, &s->boot.stores.data);
+	s->gc = gc_timer_new(s->loop, &s->boot.stores);
 	s->ban_sub = mem_subscribe(s->mem, MEM_CHANNEL_BANS, on_ban_msg, s);
+	{
+		struct delivery_stores dst = {.pg = s->pg, .blob = s->blob, .mem = s->mem};
+
+		s->outq = outbound_queue_new(s->loop, &s->boot, &dst);
+		if (s->outq == NULL)
+			goto out;
+	}
 
 	loop_signals_start(&s->sig, s->loop, on_reload, on_stop, s);
 	loop_timer_init(&s->tls_timer, s->loop, on_tls_timer);

@@ -24,6 +24,7 @@
 #include "mailbox/directory/lookup.h"
 #include "mailbox/server/abuse.h"
 #include "mailbox/server/listener.h"
+#include "mailbox/server/metrics.h"
 #include "mailbox/server/server.h"
 #include "mailbox/smtp/sender.h"
 #include "mailbox/smtp/session.h"
@@ -437,6 +438,8 @@ static void on_committed(void *arg, bool ok, const struct delivery_result *r)
 	char q[600], f[300];
 
 	if (ok)
+		conn_listener(sc->c)->metrics->smtp.message_bytes += r->size;
+	if (ok)
 		log_info("msg=\"smtp message stored\" " LOG_FMT
 		         " id=%s from=%s rcpts=%zu size=%" PRIu64
 		         " blob=%s mailboxes=%zu queue_id=%" PRId64 " ms=%.1f",
@@ -500,6 +503,63 @@ static void op_abuse(void *ctx, enum smtp_abuse kind)
 	}
 }
 
+/* Every reply, for /metrics (the session calls this once per reply). */
+static void op_replied(void *ctx, enum smtp_reply r)
+{
+	struct smtp_conn *sc = ctx;
+	struct metrics_smtp *m = &conn_listener(sc->c)->metrics->smtp;
+	int code = smtp_reply_info(r)->code;
+
+	if (code >= 200 && code < 600)
+		m->replies[code / 100]++;
+	switch (r) {
+	case SMTP_R_RCPT_OK:
+		m->rcpt_ok++;
+		break;
+	case SMTP_R_RCPT_UNKNOWN:
+		m->rcpt_refused[METRICS_RCPT_UNKNOWN]++;
+		break;
+	case SMTP_R_RELAY_DENIED:
+		m->rcpt_refused[METRICS_RCPT_RELAY_DENIED]++;
+		break;
+	case SMTP_R_RCPT_TOO_MANY:
+		m->rcpt_refused[METRICS_RCPT_TOO_MANY]++;
+		break;
+	case SMTP_R_RCPT_UTF8:
+		m->rcpt_refused[METRICS_RCPT_UTF8]++;
+		break;
+	case SMTP_R_RCPT_SYNTAX:
+		m->rcpt_refused[METRICS_RCPT_SYNTAX]++;
+		break;
+	case SMTP_R_RCPT_TEMPFAIL:
+		m->rcpt_refused[METRICS_RCPT_TEMPFAIL]++;
+		break;
+	case SMTP_R_QUEUED:
+		m->messages_ok++;
+		break;
+	case SMTP_R_STORE_BEGIN_FAIL:
+	case SMTP_R_STORE_WRITE_FAIL:
+	case SMTP_R_STORE_COMMIT_FAIL:
+		m->messages_failed++;
+		break;
+	case SMTP_R_MAIL_TOO_BIG:
+	case SMTP_R_MSG_TOO_BIG:
+		m->messages_too_big++;
+		break;
+	case SMTP_R_AUTH_OK:
+		m->auth_ok++;
+		break;
+	case SMTP_R_AUTH_FAILED:
+		m->auth_failed++;
+		break;
+	case SMTP_R_AUTH_TEMPFAIL:
+		m->auth_tempfail++;
+		break;
+	default:
+		break;
+	}
+}
+
 static const struct smtp_session_ops session_ops = {
         .auth_check = op_auth_check,
         .mail_check = op_mail_check,
@@ -510,6 +570,7 @@ static const struct smtp_session_ops session_ops = {
         .message_abort = op_message_abort,
         .starttls = op_starttls,
         .abuse = op_abuse,
+        .replied = op_replied,
 };
 
 /* --- connection callbacks --------------------------------------------------- */
@@ -574,6 +635,7 @@ static int smtp_open(struct conn *c)
 
 	sc->c = c;
 	sc->srv = srv;
+	l->metrics->smtp.sessions++;
 	scfg.role = role == MAILBOX_ROLE_SUBMISSION    ? SMTP_ROLE_SUBMISSION
 	            : role == MAILBOX_ROLE_SUBMISSIONS ? SMTP_ROLE_SUBMISSIONS
 	                                               : SMTP_ROLE_MX;

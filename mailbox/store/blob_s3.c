@@ -20,8 +20,14 @@
  * against it (AWS and Garage do), which guards the content end to end.
  *
  * Objects live at <prefix><key>, flat (S3 has no directories to fill up).
- * A put counts only after a HEAD confirms the stored size (DESIGN.md
- * "Nothing accepted is lost").  5xx/429 answers, timeouts and connection
+ * A put counts only once it is confirmed (DESIGN.md "Nothing accepted is
+ * lost"): by default a HEAD must show the stored size; with verify: etag
+ * the PUT's own answer must carry an ETag equal to the MD5 of the bytes we
+ * sent (computed while curl reads them), which proves the server holds
+ * exactly those bytes without a second request; an ETag that is not a
+ * plain MD5 (SSE-KMS, multipart) falls back to the HEAD.  The multi handle
+ * keeps up to S3_MAX_CONNS idle connections, so bursts reuse them instead
+ * of reconnecting.  5xx/429 answers, timeouts and connection
  * errors are retried up to cfg retries times with 200 ms doubling backoff.
  */
 #include "mailbox/store/blob_private.h"
@@ -32,17 +38,21 @@
 #include "shared/xmalloc.h"
 
 #include <curl/curl.h>
+#include <openssl/evp.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
 #define S3_EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 #define S3_BACKOFF_MS   200
 #define S3_ERRBODY_MAX  8192 /* bytes of an error answer we keep */
+#define S3_MAX_CONNS    64   /* idle connections the multi handle keeps */
 
 struct s3_sock {
 	ev_io io;
@@ -79,6 +89,8 @@ struct s3_job {
 	ev_timer retry;
 	int fd; /* put: the spool file */
 	uint64_t sent;
+	EVP_MD_CTX *md5; /* put with verify: etag: MD5 of what curl read */
+	char etag[40];   /* the answer's ETag (unquoted), "" if none or not 32 hex */
 	struct buf body;
 	bool too_big;
 	char errbuf[CURL_ERROR_SIZE];
@@ -205,7 +217,30 @@ static size_t read_cb(char *p, size_t size, size_t nmemb, void *arg)
 	if (n < 0)
 		return CURL_READFUNC_ABORT;
 	j->sent += (uint64_t)n;
+	if (j->md5 != NULL && n > 0)
+		ASSERT(EVP_DigestUpdate(j->md5, p, (size_t)n) == 1);
 	return (size_t)n;
+}
+
+/* Keep the ETag of the answer when it is a plain MD5 ("<32 hex>"). */
+static size_t header_cb(char *p, size_t size, size_t nmemb, void *arg)
+{
+	struct s3_job *j = arg;
+	size_t n = size * nmemb, i = 5, k = 0;
+
+	if (n < 5 || strncasecmp(p, "etag:", 5) != 0)
+		return n;
+	while (i < n && (p[i] == ' ' || p[i] == '\t'))
+		i++;
+	if (i < n && p[i] == '"')
+		i++;
+	while (i < n && k < 32 && isxdigit((unsigned char)p[i]))
+		j->etag[k++] = (char)tolower((unsigned char)p[i++]);
+	j->etag[k] = '\0';
+	/* 32 hex digits, then the closing quote or the end of the line */
+	if (k != 32 || (i < n && p[i] != '"' && p[i] != '\r' && p[i] != '\n'))
+		j->etag[0] = '\0';
+	return n;
 }
 
 static void job_free(struct s3_job *j)
@@ -220,6 +255,7 @@ static void job_free(struct s3_job *j)
 	ev_timer_stop(s3->bs->loop, &j->retry);
 	if (j->fd >= 0)
 		close(j->fd);
+	EVP_MD_CTX_free(j->md5);
 	buf_free(&j->body);
 	free(j);
 }
@@ -260,6 +296,7 @@ static int job_launch(struct s3_job *j, char *why, size_t whysz)
 	buf_reset(&j->body);
 	j->too_big = false;
 	j->sent = 0;
+	j->etag[0] = '\0';
 	j->errbuf[0] = '\0';
 	if (j->phase == S3_MAIN && r->op == BLOB_OP_CHECK)
 		path = c->path_style ? xasprintf("/%s", c->bucket) : xstrdup("/");
@@ -367,6 +404,14 @@ static int job_launch(struct s3_job *j, char *why, size_t whysz)
 			goto fail;
 		}
 		curl_easy_setopt(j->easy, CURLOPT_UPLOAD, 1L);
+		if (c->verify == STORES_S3_VERIFY_ETAG) {
+			/* every attempt digests from the first byte */
+			if (j->md5 == NULL)
+				j->md5 = EVP_MD_CTX_new();
+			ASSERT(j->md5 != NULL && EVP_DigestInit_ex(j->md5, EVP_md5(), NULL) == 1);
+			curl_easy_setopt(j->easy, CURLOPT_HEADERFUNCTION, header_cb);
+			curl_easy_setopt(j->easy, CURLOPT_HEADERDATA, j);
+		}
 		curl_easy_setopt(j->easy, CURLOPT_READFUNCTION, read_cb);
 		curl_easy_setopt(j->easy, CURLOPT_READDATA, j);
 		curl_easy_setopt(j->easy, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->size);
@@ -568,8 +613,29 @@ static void job_done(struct s3_job *j, CURLcode rc)
 		job_end(j, BLOB_OK, NULL);
 		return;
 	}
+	if (r->op == BLOB_OP_PUT && j->md5 != NULL && j->etag[0] != '\0') {
+		/* verify: etag: the server's MD5 of what it stored is ours */
+		unsigned char md[EVP_MAX_MD_SIZE];
+		unsigned mdlen = 0;
+		char hex[2 * EVP_MAX_MD_SIZE + 1];
+
+		ASSERT(EVP_DigestFinal_ex(j->md5, md, &mdlen) == 1 && mdlen == 16);
+		for (unsigned i = 0; i < mdlen; i++)
+			snprintf(hex + 2 * i, 3, "%02x", md[i]);
+		if (j->sent == r->size && strcmp(hex, j->etag) == 0) {
+			job_end(j, BLOB_OK, NULL);
+			return;
+		}
+		snprintf(msg, sizeof(msg), "ETag %s is not the MD5 %s of the %llu bytes sent",
+		         j->etag, hex, (unsigned long long)j->sent);
+		/* the stored object is wrong: write it again */
+		if (!job_retry(j, msg))
+			job_end(j, BLOB_ERROR, msg);
+		return;
+	}
 	if (r->op == BLOB_OP_PUT) {
-		/* verify what was stored before anyone relies on it */
+		/* verify what was stored before anyone relies on it (verify: head,
+		 * or an ETag that is not an MD5) */
 		char why[300];
 		curl_multi_remove_handle(j->s3->multi, j->easy);
 		/* attempts count for the whole put, PUT and HEAD together */
@@ -717,6 +783,7 @@ int blob_s3_init(struct blob_store *bs, const char **errstr_r)
 	curl_multi_setopt(s3->multi, CURLMOPT_SOCKETDATA, s3);
 	curl_multi_setopt(s3->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
 	curl_multi_setopt(s3->multi, CURLMOPT_TIMERDATA, s3);
+	curl_multi_setopt(s3->multi, CURLMOPT_MAXCONNECTS, (long)S3_MAX_CONNS);
 	ev_timer_init(&s3->timer, timer_ev_cb, 0., 0.);
 	bs->impl = s3;
 	return 0;

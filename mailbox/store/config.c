@@ -142,6 +142,8 @@ static const struct conf_table fs_table = {
         .validate = fs_validate,
 };
 
+static const char *const s3_verify_names[] = {"head", "etag", NULL};
+
 #define SK(f) CONF_OFF(struct stores_s3_config, f)
 static const struct conf_key s3_keys[] = {
         {.name = "endpoint",
@@ -193,6 +195,13 @@ static const struct conf_key s3_keys[] = {
          .min = 0,
          .max = 20,
          .help = "extra attempts after a 5xx, a timeout or a connection error"},
+        {.name = "verify",
+         .type = CONF_ENUM,
+         .offset = SK(verify),
+         .def = "head",
+         .enum_names = s3_verify_names,
+         .help = "how a PUT is confirmed: head (a HEAD checks the stored size) or etag "
+                 "(the PUT's ETag must be the MD5 of the bytes sent; no second request)"},
 };
 
 static bool bucket_ok(const char *b)
@@ -245,6 +254,41 @@ static const struct conf_table s3_table = {
         .validate = s3_validate,
 };
 
+#define GK(f) CONF_OFF(struct stores_blob_gc_config, f)
+static const struct conf_key gc_keys[] = {
+        {.name = "interval",
+         .type = CONF_DURATION,
+         .offset = GK(interval_ms),
+         .def = "1h",
+         .min = 0,
+         .max = 7 * 86400000LL,
+         .help = "time between collections of unreferenced blobs; 0: never (use `gc`)"},
+        /* Between tp_blob_reserve and tp_deliver a blob is unreferenced: the
+         * grace must exceed the longest delivery (S3 timeouts times retries),
+         * hence the floor. */
+        {.name = "grace",
+         .type = CONF_DURATION,
+         .offset = GK(grace_ms),
+         .def = "1d",
+         .min = 600000,
+         .max = 365 * 86400000LL,
+         .help = "a blob unused for this long may be removed (at least 10m)"},
+        {.name = "batch",
+         .type = CONF_INT,
+         .offset = GK(batch),
+         .def = "100",
+         .min = 1,
+         .max = 10000,
+         .help = "blobs removed per transaction (their rows stay locked meanwhile)"},
+};
+
+static const struct conf_table gc_table = {
+        .name = "gc",
+        .size = sizeof(struct stores_blob_gc_config),
+        .keys = gc_keys,
+        .nkeys = ARRAY_SIZE(gc_keys),
+};
+
 #define BK(f) CONF_OFF(struct stores_blob_config, f)
 static const struct conf_key blob_keys[] = {
         {.name = "fs",
@@ -259,6 +303,11 @@ static const struct conf_key blob_keys[] = {
          .sub = &s3_table,
          .present_offset = BK(has_s3),
          .help = "an S3-compatible object store"},
+        {.name = "gc",
+         .type = CONF_SECTION,
+         .offset = BK(gc),
+         .sub = &gc_table,
+         .help = "collection of blobs no message or queue entry references"},
 };
 
 static int blob_validate(void *obj, struct conf_ctx *ctx, const char *path, int line, int col)

@@ -12,6 +12,7 @@
  *                     access_key: "${...}", secret_key: "${...}",
  *                     timeout: 30s, retries: 3 } }
  *             # or: blob: { fs: { path: /var/lib/tailpost/blobs } }
+ *             # either with: gc: { interval: 1h, grace: 1d, batch: 100 }
  *     memory: { redis: "redis://redis:6379/3", prefix: "tailpost:" }
  *
  * `postgres` is a libpq URL or keyword string; the password lives in its
@@ -53,11 +54,28 @@ struct stores_s3_config {
 	bool path_style;     /* http://host/bucket/key (default) vs http://bucket.host/key */
 	uint64_t timeout_ms; /* one HTTP request */
 	int64_t retries;     /* extra attempts on 5xx, timeouts, connection errors */
+	int verify;          /* enum stores_s3_verify: how a PUT is confirmed */
+};
+
+/* How a put becomes durable (DESIGN.md "Nothing accepted is lost"). */
+enum stores_s3_verify {
+	STORES_S3_VERIFY_HEAD, /* a HEAD after the PUT: the object is there, its size matches */
+	STORES_S3_VERIFY_ETAG, /* the PUT's ETag equals the MD5 of the bytes sent (one request;
+	                          a HEAD when the ETag is not an MD5, e.g. SSE-KMS) */
+};
+
+/* Collection of unreferenced blobs by `serve` (mailbox/store/blob_gc.h,
+ * mailbox/server/gc_timer.h); `tailpost-mailbox gc` runs it by hand. */
+struct stores_blob_gc_config {
+	uint64_t interval_ms; /* between runs; 0: serve never collects */
+	uint64_t grace_ms;    /* a blob unused this long may go (> any delivery) */
+	int64_t batch;        /* blobs per transaction */
 };
 
 struct stores_blob_config {
 	struct stores_fs_config fs;
 	struct stores_s3_config s3;
+	struct stores_blob_gc_config gc;
 	bool has_fs; /* blob.fs present */
 	bool has_s3; /* blob.s3 present */
 };

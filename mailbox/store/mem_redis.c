@@ -23,9 +23,18 @@
  * freed by their callback, which hiredis runs (with a NULL reply) while
  * it frees the connection.  Channel records follow the same rule.
  * hiredis exports sds* symbols: nothing here is named so.
+ *
+ * Host names: redisAsyncConnect resolves with a blocking getaddrinfo on
+ * the loop, so a name (not a numeric address) is looked up first on the
+ * store's resolver thread (mailbox/store/resolve.h), once for both
+ * connections, and hiredis is given an address (no TLS in hiredis 0.14,
+ * so nothing needs the name afterwards).  The addresses are reused for
+ * RD_DNS_TTL_S; a failed attempt moves to the next address and, after the
+ * last one, looks the name up again.
  */
 #include "mailbox/store/mem_private.h"
 
+#include "mailbox/store/resolve.h"
 #include "shared/log.h"
 #include "shared/xmalloc.h"
 
@@ -40,6 +49,7 @@
 #define RD_BACKOFF_MIN_MS 250
 #define RD_BACKOFF_MAX_MS 10000
 #define RD_TICK_S         0.25
+#define RD_DNS_TTL_S      60.0
 
 enum rd_kind {
 	RD_CMD,
@@ -53,7 +63,8 @@ struct rd_conn {
 	enum rd_kind kind;
 	redisAsyncContext *ac; /* NULL while down */
 	bool connected;
-	bool failed; /* the last attempt failed (fail fast until it works) */
+	bool resolving; /* waiting for the store's host name lookup */
+	bool failed;    /* the last attempt failed (fail fast until it works) */
 	unsigned backoff_ms;
 	ev_timer connect_timer, retry;
 	char last_err[200];
@@ -74,6 +85,16 @@ struct rd_store {
 	char *password; /* from the URL (refused by the config) or cfg->password */
 	struct rd_conn cmd, sub;
 	struct rd_chan *chans;
+	/* host name lookups (dns: the host is a name) */
+	bool dns;
+	struct resolver *resolver;
+	struct resolve_req *rq;
+	struct resolve_result addrs;
+	size_t next_addr;         /* the address the next attempt uses */
+	struct mem_req **waiting; /* commands made while the lookup runs */
+	size_t nwaiting;
+	bool addrs_fresh;
+	ev_tstamp resolved_at;
 	ev_timer tick;
 	char abort_reason[128];
 };
@@ -226,6 +247,13 @@ static void rd_start(struct mem_store *ms, struct mem_req *r)
 	int argc = 0;
 	char *k1 = NULL, *k2 = NULL, *a1 = NULL, *a2 = NULL, ttl[32];
 
+	if (rs->cmd.ac == NULL && rs->cmd.resolving) {
+		/* hiredis would queue it until connected: so do we, until the
+		 * lookup ends (wait_flush) */
+		rs->waiting = xreallocarray(rs->waiting, rs->nwaiting + 1, sizeof(*rs->waiting));
+		rs->waiting[rs->nwaiting++] = r;
+		return;
+	}
 	if (rs->cmd.ac == NULL) {
 		req_error(r, "", rs->cmd.last_err[0] != '\0' ? rs->cmd.last_err : "not connected");
 		mem_req_finish(r);
@@ -396,6 +424,22 @@ static void rd_subscribe(struct mem_store *ms, const char *channel)
 
 /* --- connections ------------------------------------------------------------------- */
 
+static void rd_start(struct mem_store *ms, struct mem_req *r);
+
+/* The command connection exists now (or failed): hand over, or fail, the
+ * commands that waited for its lookup, in order. */
+static void wait_flush(struct rd_store *rs)
+{
+	struct mem_req **v = rs->waiting;
+	size_t n = rs->nwaiting;
+
+	rs->waiting = NULL;
+	rs->nwaiting = 0;
+	for (size_t i = 0; i < n; i++)
+		rd_start(rs->ms, v[i]);
+	free(v);
+}
+
 static void schedule_retry(struct rd_conn *c)
 {
 	ev_timer_stop(c->rs->ms->loop, &c->retry);
@@ -419,12 +463,18 @@ static void conn_lost(struct rd_conn *c, const char *why)
 		         c->kind == RD_CMD ? "command" : "subscribe", c->last_err);
 	if (c->connected)
 		c->backoff_ms = RD_BACKOFF_MIN_MS;
+	else if (c->rs->dns && !c->resolving && c->rs->addrs_fresh &&
+	         ++c->rs->next_addr >= c->rs->addrs.naddrs)
+		c->rs->addrs_fresh = false; /* every address failed: look again */
 	c->connected = false;
+	c->resolving = false;
 	c->failed = true;
 	c->ac = NULL;
 	ev_timer_stop(ms->loop, &c->connect_timer);
 	ms->st.reconnects++;
 	schedule_retry(c);
+	if (c->kind == RD_CMD && c->rs->nwaiting > 0)
+		wait_flush(c->rs); /* they fail with last_err */
 }
 
 static void on_connect(const redisAsyncContext *ac, int status)
@@ -505,10 +555,14 @@ static void connect_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 	if (c->connected)
 		return;
-	snprintf(why, sizeof(why), "connect timeout after %llu ms",
+	snprintf(why, sizeof(why), "%s timeout after %llu ms",
+	         c->resolving ? "host name lookup" : "connect",
 	         (unsigned long long)ms->cfg->timeout_ms);
 	mem_enter(ms);
-	conn_abort(c, why);
+	if (c->resolving)
+		conn_lost(c, why); /* the lookup goes on; its result is kept */
+	else
+		conn_abort(c, why);
 	mem_leave(ms);
 }
 
@@ -524,13 +578,62 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	mem_leave(ms);
 }
 
+static void on_resolved(void *arg, const char *host, const struct resolve_result *res)
+{
+	struct rd_store *rs = arg;
+	struct mem_store *ms = rs->ms;
+	struct rd_conn *conns[2] = {&rs->cmd, &rs->sub};
+	char why[300];
+
+	rs->rq = NULL;
+	rs->addrs = *res;
+	rs->next_addr = 0;
+	rs->addrs_fresh = res->error == 0;
+	rs->resolved_at = ev_now(ms->loop);
+	if (res->error != 0)
+		snprintf(why, sizeof(why), "could not resolve host '%s': %s", host,
+		         res->why != NULL ? res->why : "no address");
+	else
+		log_debug("msg=\"memory store host name resolved\" store=redis endpoint=%s "
+		          "host=%s addrs=%zu first=%s",
+		          ms->endpoint, host, res->naddrs, res->addrs[0]);
+	mem_enter(ms);
+	for (int i = 0; i < 2 && !ms->dying; i++) {
+		if (!conns[i]->resolving)
+			continue;
+		if (res->error != 0) {
+			conn_lost(conns[i], why);
+		} else {
+			conns[i]->resolving = false;
+			conn_start(conns[i]);
+		}
+	}
+	mem_leave(ms);
+}
+
 static void conn_start(struct rd_conn *c)
 {
 	struct rd_store *rs = c->rs;
 	struct mem_store *ms = rs->ms;
 	redisAsyncContext *ac;
+	const char *addr = rs->host;
 
-	ac = redisAsyncConnect(rs->host, rs->port);
+	if (rs->dns) {
+		if (!rs->addrs_fresh || ev_now(ms->loop) - rs->resolved_at >= RD_DNS_TTL_S) {
+			/* the connect timer bounds the lookup too */
+			c->resolving = true;
+			ev_timer_set(&c->connect_timer, (double)ms->cfg->timeout_ms / 1000.0, 0.);
+			ev_timer_start(ms->loop, &c->connect_timer);
+			if (rs->rq == NULL) {
+				if (rs->resolver == NULL)
+					rs->resolver = resolver_new(ms->loop);
+				rs->rq = resolve_start(rs->resolver, rs->host, on_resolved, rs);
+			}
+			return;
+		}
+		addr = rs->addrs.addrs[rs->next_addr % rs->addrs.naddrs];
+	}
+	ac = redisAsyncConnect(addr, rs->port);
 	if (ac == NULL || ac->err != 0) {
 		char why[200];
 		snprintf(why, sizeof(why), "%s", ac != NULL ? ac->errstr : "out of memory");
@@ -564,6 +667,8 @@ static void conn_start(struct rd_conn *c)
 	if (c->kind == RD_SUB)
 		for (struct rd_chan *ch = rs->chans; ch != NULL; ch = ch->next)
 			chan_register(rs, ch);
+	if (c->kind == RD_CMD && rs->nwaiting > 0)
+		wait_flush(rs); /* after AUTH and SELECT, in their order */
 }
 
 /* A command waiting longer than the timeout means a hung server. */
@@ -602,6 +707,12 @@ static void rd_free(struct mem_store *ms)
 	struct rd_store *rs = ms->impl;
 	struct rd_conn *conns[2] = {&rs->cmd, &rs->sub};
 
+	/* first: waits for a lookup in flight, then no callback comes */
+	resolver_free(&rs->resolver);
+	/* commands that waited for it: orphaned by mem.c, ours to free */
+	for (size_t i = 0; i < rs->nwaiting; i++)
+		mem_req_free(rs->waiting[i]);
+	free(rs->waiting);
 	ev_ref(ms->loop);
 	ev_timer_stop(ms->loop, &rs->tick);
 	/* channels still registered are freed by their NULL callback */
@@ -657,6 +768,7 @@ int mem_redis_init(struct mem_store *ms, const char **errstr_r)
 		rs->password = xstrdup(ms->cfg->password);
 	}
 	stores_endpoint_redact(ms->cfg->redis, ms->endpoint, sizeof(ms->endpoint));
+	rs->dns = resolve_needed(rs->host);
 	rs->ms = ms;
 	ms->impl = rs;
 	rs->cmd.kind = RD_CMD;

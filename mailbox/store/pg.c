@@ -21,13 +21,27 @@
  * A callback may start requests, cancel others, or free the pool: the
  * pool counts how deep it is in callbacks and defers its own free until
  * the outermost dispatch returns.
+ *
+ * Host names: libpq resolves `host` with a blocking getaddrinfo inside
+ * PQconnectPoll, on the loop.  So when the conninfo names hosts that need
+ * a lookup (and no hostaddr), a connection first goes through RESOLVING:
+ * one lookup per name on the pool's resolver thread
+ * (mailbox/store/resolve.h), shared by every connection that waits, and
+ * the attempt then passes hostaddr (every address, each paired with its
+ * name in host, and its port when the conninfo lists several) so libpq
+ * connects by address while TLS verification, SNI and .pgpass still see
+ * the name.  Addresses are reused for PG_DNS_TTL_S and looked up again
+ * after a failed attempt, so a moved server is found.
  */
 #include "mailbox/store/pg.h"
 
+#include "mailbox/store/resolve.h"
+#include "shared/buf.h"
 #include "shared/log.h"
 #include "shared/xmalloc.h"
 
 #include <ctype.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,11 +50,13 @@
 #define PG_BACKOFF_MAX_MS 10000
 #define PG_TICK_S         0.25
 #define PG_ENDPOINT_MAX   256
+#define PG_DNS_TTL_S      60.0
 
 const unsigned pg_latency_buckets_ms[8] = {1, 5, 10, 50, 100, 500, 1000, 0};
 
 enum pg_conn_state {
 	PC_DOWN = 0,
+	PC_RESOLVING, /* waiting for the pool's host name lookup */
 	PC_CONNECTING,
 	PC_IDLE,
 	PC_BUSY,
@@ -88,6 +104,13 @@ struct pg_conn {
 	PGresult *res; /* first error result or the last result of req */
 };
 
+/* One entry of the conninfo's host list. */
+struct pg_host {
+	char *name; /* as written ("" for the default socket) */
+	bool dns;   /* needs a lookup (resolve_needed) */
+	struct resolve_result res;
+};
+
 struct pg_pool {
 	struct ev_loop *loop;
 	const struct stores_data_config *cfg;
@@ -103,6 +126,18 @@ struct pg_pool {
 	unsigned depth; /* > 0 while inside a callback dispatch */
 	bool dying;     /* pg_pool_free called during a callback */
 	struct pg_pool_stats st;
+	/* host name lookups, when the conninfo needs any (dns) */
+	bool dns;
+	struct pg_host *hosts;
+	size_t nhosts;
+	char **ports; /* the conninfo's port list when it has several */
+	size_t nports;
+	struct resolver *resolver;
+	struct resolve_req *rq; /* in flight, for hosts[rq_host] */
+	size_t rq_host;
+	bool addrs_fresh;
+	ev_tstamp resolved_at;
+	char *kv_host, *kv_hostaddr, *kv_port; /* the expanded lists; kv_port may be NULL */
 };
 
 static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents);
@@ -229,7 +264,7 @@ static unsigned conns_connecting(const struct pg_pool *p)
 	unsigned n = 0;
 
 	for (unsigned i = 0; i < p->nconns; i++)
-		if (p->conns[i].state == PC_CONNECTING)
+		if (p->conns[i].state == PC_CONNECTING || p->conns[i].state == PC_RESOLVING)
 			n++;
 	return n;
 }
@@ -319,8 +354,11 @@ static void conn_failed(struct pg_conn *pc, const char *what)
 	bool was_up = pc->state == PC_IDLE || pc->state == PC_BUSY;
 
 	short_reason(msg != NULL && msg[0] != '\0' ? msg : what, reason, sizeof(reason));
-	if (!was_up)
+	if (!was_up) {
 		p->st.connect_fails++;
+		/* look the names up again before the next attempt */
+		p->addrs_fresh = false;
+	}
 	log_warn("msg=\"data store connection %s\" store=postgres endpoint=%s reason=\"%s\"",
 	         was_up ? "lost" : "failed", p->endpoint, reason);
 	snprintf(errbuf, sizeof(errbuf), "data store %s: %s", p->endpoint, reason);
@@ -379,14 +417,25 @@ static void conn_poll_connect(struct pg_conn *pc)
 	}
 }
 
-static void conn_open(struct pg_conn *pc)
+static void conn_start(struct pg_conn *pc)
 {
 	struct pg_pool *p = pc->pool;
-	const char *keys[4], *vals[4];
+	const char *keys[8], *vals[8];
 	int n = 0;
 
 	keys[n] = "dbname";
 	vals[n++] = p->cfg->postgres;
+	/* after dbname, so they override what its conninfo says */
+	if (p->dns) {
+		keys[n] = "host";
+		vals[n++] = p->kv_host;
+		keys[n] = "hostaddr";
+		vals[n++] = p->kv_hostaddr;
+		if (p->kv_port != NULL) {
+			keys[n] = "port";
+			vals[n++] = p->kv_port;
+		}
+	}
 	if (p->cfg->password != NULL) {
 		keys[n] = "password";
 		vals[n++] = p->cfg->password;
@@ -408,6 +457,204 @@ static void conn_open(struct pg_conn *pc)
 	}
 	/* libpq: behave as if PQconnectPoll last returned PGRES_POLLING_WRITING */
 	conn_watch(pc, PQsocket(pc->c), EV_WRITE);
+}
+
+/* --- host name lookups ------------------------------------------------------ */
+
+static void split_list(const char *s, char ***v_r, size_t *n_r)
+{
+	char **v = NULL;
+	size_t n = 0;
+
+	for (const char *p = s;; p++) {
+		size_t len = strcspn(p, ",");
+
+		v = xreallocarray(v, n + 1, sizeof(*v));
+		v[n++] = xstrndup(p, len);
+		p += len;
+		if (*p == '\0')
+			break;
+	}
+	*v_r = v;
+	*n_r = n;
+}
+
+static void free_list(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* Decide whether connections need our lookups: the conninfo's (or
+ * PGHOST's) host list has a name and no hostaddr says where it is. */
+static void dns_setup(struct pg_pool *p)
+{
+	PQconninfoOption *opts;
+	const char *host = NULL, *hostaddr = NULL, *port = NULL;
+	char *errmsg = NULL, **names = NULL;
+	size_t nnames = 0;
+
+	opts = PQconninfoParse(p->cfg->postgres, &errmsg);
+	if (opts == NULL) {
+		/* libpq says what is wrong at the first attempt */
+		PQfreemem(errmsg);
+		return;
+	}
+	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+		if (o->val == NULL || o->val[0] == '\0')
+			continue;
+		if (strcmp(o->keyword, "host") == 0)
+			host = o->val;
+		else if (strcmp(o->keyword, "hostaddr") == 0)
+			hostaddr = o->val;
+		else if (strcmp(o->keyword, "port") == 0)
+			port = o->val;
+	}
+	if (host == NULL)
+		host = getenv("PGHOST");
+	if (hostaddr == NULL)
+		hostaddr = getenv("PGHOSTADDR");
+	if (port == NULL)
+		port = getenv("PGPORT");
+	if (host == NULL || host[0] == '\0' || (hostaddr != NULL && hostaddr[0] != '\0'))
+		goto out;
+	split_list(host, &names, &nnames);
+	for (size_t i = 0; i < nnames; i++)
+		p->dns |= resolve_needed(names[i]);
+	if (p->dns && port != NULL && strchr(port, ',') != NULL) {
+		split_list(port, &p->ports, &p->nports);
+		if (p->nports != nnames) {
+			/* libpq refuses such a conninfo itself: leave it to say so */
+			free_list(p->ports, p->nports);
+			p->ports = NULL;
+			p->nports = 0;
+			p->dns = false;
+		}
+	}
+	if (p->dns) {
+		p->hosts = xcalloc(nnames, sizeof(*p->hosts));
+		p->nhosts = nnames;
+		for (size_t i = 0; i < nnames; i++) {
+			p->hosts[i].name = names[i];
+			p->hosts[i].dns = resolve_needed(names[i]);
+			names[i] = NULL;
+		}
+	}
+	free_list(names, nnames);
+out:
+	PQconninfoFree(opts);
+}
+
+/* The host, hostaddr and port lists from the lookups: every address of a
+ * name is an entry of its own, paired with the name (and its port); names
+ * that need no lookup keep an empty hostaddr.  False if no host is left. */
+static bool dns_build(struct pg_pool *p)
+{
+	struct buf h, a, pt;
+	size_t entries = 0;
+
+	buf_init(&h, 0);
+	buf_init(&a, 0);
+	buf_init(&pt, 0);
+	for (size_t i = 0; i < p->nhosts; i++) {
+		const struct pg_host *e = &p->hosts[i];
+		size_t n = e->dns ? e->res.naddrs : 1;
+
+		for (size_t k = 0; k < n; k++) {
+			const char *sep = entries > 0 ? "," : "";
+
+			buf_printf(&h, "%s%s", sep, e->name);
+			buf_printf(&a, "%s%s", sep, e->dns ? e->res.addrs[k] : "");
+			if (p->nports > 0)
+				buf_printf(&pt, "%s%s", sep, p->ports[i]);
+			entries++;
+		}
+	}
+	free(p->kv_host);
+	free(p->kv_hostaddr);
+	free(p->kv_port);
+	p->kv_host = xstrndup((const char *)buf_ptr(&h), buf_len(&h));
+	p->kv_hostaddr = xstrndup((const char *)buf_ptr(&a), buf_len(&a));
+	p->kv_port = p->nports > 0 ? xstrndup((const char *)buf_ptr(&pt), buf_len(&pt)) : NULL;
+	buf_free(&h);
+	buf_free(&a);
+	buf_free(&pt);
+	return entries > 0;
+}
+
+static void resolve_next(struct pg_pool *p, size_t from);
+
+static void on_resolved(void *arg, const char *host, const struct resolve_result *res)
+{
+	struct pg_pool *p = arg;
+
+	(void)host;
+	p->rq = NULL;
+	p->hosts[p->rq_host].res = *res;
+	resolve_next(p, p->rq_host + 1);
+	pool_after_callbacks(p);
+}
+
+/* Look up hosts[from..] that need it, one after the other; then start
+ * (or fail) the connections that wait for it. */
+static void resolve_next(struct pg_pool *p, size_t from)
+{
+	char why[512];
+	const struct pg_host *bad = NULL;
+
+	for (size_t i = from; i < p->nhosts; i++) {
+		if (!p->hosts[i].dns)
+			continue;
+		if (p->resolver == NULL)
+			p->resolver = resolver_new(p->loop);
+		p->rq_host = i;
+		p->rq = resolve_start(p->resolver, p->hosts[i].name, on_resolved, p);
+		return;
+	}
+	for (size_t i = 0; i < p->nhosts && bad == NULL; i++)
+		if (p->hosts[i].dns && p->hosts[i].res.error != 0)
+			bad = &p->hosts[i];
+	if (!dns_build(p)) {
+		/* as libpq words it, so messages do not depend on who resolved */
+		snprintf(why, sizeof(why), "could not translate host name \"%s\" to address: %s",
+		         bad != NULL ? bad->name : "?",
+		         bad != NULL && bad->res.why != NULL ? bad->res.why : "no address");
+		p->addrs_fresh = false;
+		for (unsigned i = 0; i < p->nconns && !p->dying; i++)
+			if (p->conns[i].state == PC_RESOLVING)
+				conn_failed(&p->conns[i], why);
+		return;
+	}
+	if (bad != NULL)
+		log_warn("msg=\"data store host name not resolved; trying the others\" "
+		         "store=postgres endpoint=%s host=%s reason=\"%s\"",
+		         p->endpoint, bad->name, bad->res.why != NULL ? bad->res.why : "?");
+	log_debug("msg=\"data store host names resolved\" store=postgres endpoint=%s hosts=%s "
+	          "addrs=%s",
+	          p->endpoint, p->kv_host, p->kv_hostaddr);
+	p->addrs_fresh = true;
+	p->resolved_at = ev_now(p->loop);
+	for (unsigned i = 0; i < p->nconns && !p->dying; i++)
+		if (p->conns[i].state == PC_RESOLVING)
+			conn_start(&p->conns[i]);
+}
+
+static void conn_open(struct pg_conn *pc)
+{
+	struct pg_pool *p = pc->pool;
+
+	if (p->dns && !(p->addrs_fresh && ev_now(p->loop) - p->resolved_at < PG_DNS_TTL_S)) {
+		pc->state = PC_RESOLVING;
+		pc->connect_start = ev_now(p->loop);
+		if (p->rq == NULL) {
+			for (size_t i = 0; i < p->nhosts; i++)
+				memset(&p->hosts[i].res, 0, sizeof(p->hosts[i].res));
+			resolve_next(p, 0);
+		}
+		return;
+	}
+	conn_start(pc);
 }
 
 /* Read what the server sent; returns -1 if the connection broke. */
@@ -616,6 +863,8 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		struct pg_conn *pc = &p->conns[i];
 		if (pc->state == PC_CONNECTING && now - pc->connect_start >= ct) {
 			conn_failed(pc, "timeout expired");
+		} else if (pc->state == PC_RESOLVING && now - pc->connect_start >= ct) {
+			conn_failed(pc, "timeout expired while resolving the host name");
 		} else if (pc->state == PC_BUSY && pc->req != NULL && now - pc->req->start >= qt) {
 			log_warn("msg=\"data store query timeout, closing connection\" "
 			         "store=postgres endpoint=%s",
@@ -648,6 +897,7 @@ struct pg_pool *pg_pool_new(struct ev_loop *loop, const struct stores_data_confi
 		ev_init(&p->conns[i].io, conn_io_cb);
 	}
 	p->backoff_ms = PG_BACKOFF_MIN_MS;
+	dns_setup(p);
 	ev_timer_init(&p->tick, tick_cb, PG_TICK_S, PG_TICK_S);
 	ev_timer_start(loop, &p->tick);
 	/* the tick alone must not keep ev_run() alive */
@@ -660,6 +910,9 @@ struct pg_pool *pg_pool_new(struct ev_loop *loop, const struct stores_data_confi
 
 static void pool_really_free(struct pg_pool *p)
 {
+	/* first: waits for a lookup in flight, then no callback comes */
+	resolver_free(&p->resolver);
+	p->rq = NULL;
 	for (unsigned i = 0; i < p->nconns; i++) {
 		struct pg_conn *pc = &p->conns[i];
 		if (pc->req != NULL) {
@@ -682,6 +935,13 @@ static void pool_really_free(struct pg_pool *p)
 	ev_timer_stop(p->loop, &p->kick);
 	ev_timer_stop(p->loop, &p->retry);
 	free(p->conns);
+	for (size_t i = 0; i < p->nhosts; i++)
+		free(p->hosts[i].name);
+	free(p->hosts);
+	free_list(p->ports, p->nports);
+	free(p->kv_host);
+	free(p->kv_hostaddr);
+	free(p->kv_port);
 	free(p);
 }
 
@@ -878,4 +1138,72 @@ PGresult *pg_exec(PGconn *c, const char *sql, int nparams, const char *const *pa
 		short_reason(PQerrorMessage(c), err, errsz);
 	}
 	return NULL;
+}
+
+/* --- array parameters ------------------------------------------------------ */
+
+void pg_array_text_append(struct buf *out, const char *const *v, size_t n)
+{
+	buf_puts(out, "{");
+	for (size_t i = 0; i < n; i++) {
+		const char *p = v[i], *q;
+
+		if (i > 0)
+			buf_puts(out, ",");
+		if (p == NULL) {
+			buf_puts(out, "NULL");
+			continue;
+		}
+		buf_puts(out, "\"");
+		/* copy runs without '"' and '\\' whole; escape those two */
+		while (*(q = p + strcspn(p, "\"\\")) != '\0') {
+			buf_append(out, p, (size_t)(q - p));
+			buf_puts(out, *q == '"' ? "\\\"" : "\\\\");
+			p = q + 1;
+		}
+		buf_append(out, p, (size_t)(q - p));
+		buf_puts(out, "\"");
+	}
+	buf_puts(out, "}");
+}
+
+static char *buf_take_str(struct buf *b)
+{
+	char *r = xstrndup((const char *)buf_ptr(b), buf_len(b));
+
+	buf_free(b);
+	return r;
+}
+
+char *pg_array_text(const char *const *v, size_t n)
+{
+	struct buf b;
+
+	buf_init(&b, 0);
+	pg_array_text_append(&b, v, n);
+	return buf_take_str(&b);
+}
+
+char *pg_array_int64(const int64_t *v, size_t n)
+{
+	struct buf b;
+
+	buf_init(&b, 0);
+	buf_puts(&b, "{");
+	for (size_t i = 0; i < n; i++)
+		buf_printf(&b, "%s%" PRId64, i > 0 ? "," : "", v[i]);
+	buf_puts(&b, "}");
+	return buf_take_str(&b);
+}
+
+char *pg_array_uint32(const uint32_t *v, size_t n)
+{
+	struct buf b;
+
+	buf_init(&b, 0);
+	buf_puts(&b, "{");
+	for (size_t i = 0; i < n; i++)
+		buf_printf(&b, "%s%" PRIu32, i > 0 ? "," : "", v[i]);
+	buf_puts(&b, "}");
+	return buf_take_str(&b);
 }

@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct buf;
 struct pg_pool;
 struct pg_req;
 
@@ -126,5 +127,20 @@ int pg_check(const struct stores_data_config *cfg, char *err, size_t errsz);
  */
 PGresult *pg_exec(PGconn *c, const char *sql, int nparams, const char *const *params, char *err,
                   size_t errsz, char sqlstate_r[6]);
+
+/* --- array parameters ---------------------------------------------------- */
+
+/*
+ * Postgres array literals, the text form of a text[] / bigint[] parameter
+ * ("Arrays", 8.15.6 in the Postgres manual): "{" elements "," "}".  Every
+ * text element is double-quoted with '"' and '\' backslash-escaped, so
+ * empty strings, spaces, commas, braces, the word NULL and any UTF-8 come
+ * through as they are; a NULL pointer is the unquoted NULL element.
+ * Pure; the strings are malloc'd (free()).
+ */
+void pg_array_text_append(struct buf *out, const char *const *v, size_t n);
+char *pg_array_text(const char *const *v, size_t n);
+char *pg_array_int64(const int64_t *v, size_t n);
+char *pg_array_uint32(const uint32_t *v, size_t n);
 
 #endif

@@ -16,6 +16,14 @@
  * lock is held to commit, so a UID is never visible before a smaller one
  * in the same mailbox (RFC 9051 2.3.1.1: UIDs strictly ascending).
  *
+ * The outbound queue (migration 2, mailbox/outbound/queue.h):
+ * tp_queue_claim leases due recipients with FOR UPDATE SKIP LOCKED, so
+ * concurrent claimers never wait for or take each other's rows;
+ * tp_queue_record writes results only under the claim's owner token and
+ * deletes a message whose recipients are all final, after locking the
+ * message row (so two instances finishing its last recipients at once
+ * serialise); tp_queue_release gives an instance's claims back.
+ *
  * Search: body text goes into a tsvector for word search and into a
  * plain text column for IMAP's substring SEARCH.  to_tsvector() fails
  * above 1 MB of tsvector (Postgres "string is too long for tsvector"), and
@@ -389,6 +397,88 @@ static const struct migration migrations[] = {
          "    kind := 'forward'; account_id := NULL; target := v_cur; RETURN NEXT;\n"
          "  END LOOP;\n"
          "END $$;\n"},
+        {2, "outbound queue: claim, record, release",
+         "ALTER TABLE queue_rcpts ADD COLUMN delay_notified boolean NOT NULL DEFAULT false;\n"
+         "CREATE INDEX queue_rcpts_lease ON queue_rcpts(lease_owner) WHERE lease_owner IS NOT "
+         "NULL;\n"
+         /* claim: due, unleased recipients of at most p_limit messages, locked with SKIP LOCKED so
+            concurrent claimers never wait for or take each other's rows */
+         "CREATE FUNCTION tp_queue_claim(p_owner text, p_lease_ms bigint, p_limit integer)\n"
+         "RETURNS TABLE(rcpt_id bigint, message_id bigint, rcpt text, attempts integer,\n"
+         "    dsn_notify text, dsn_orcpt text, delay_notified boolean, sender text, blob_key "
+         "text,\n"
+         "    size bigint, account_id bigint, dsn_ret text, dsn_envid text, created bigint)\n"
+         "LANGUAGE sql AS $$\n"
+         "  WITH cand AS (\n"
+         "    SELECT r.id, r.message_id, r.next_attempt FROM queue_rcpts r\n"
+         "     WHERE r.status = 'pending' AND r.next_attempt <= now()\n"
+         "       AND (r.lease_until IS NULL OR r.lease_until <= now())\n"
+         "     ORDER BY r.next_attempt, r.id\n"
+         "     LIMIT greatest(p_limit, 1) * 16\n"
+         "     FOR UPDATE SKIP LOCKED),\n"
+         "  msgs AS (\n"
+         "    SELECT c.message_id FROM cand c GROUP BY c.message_id\n"
+         "     ORDER BY min(c.next_attempt), c.message_id LIMIT greatest(p_limit, 1)),\n"
+         "  upd AS (\n"
+         "    UPDATE queue_rcpts r SET lease_owner = p_owner,\n"
+         "        lease_until = now() + p_lease_ms * interval '1 millisecond',\n"
+         "        attempts = r.attempts + 1, updated = now()\n"
+         "      FROM cand c\n"
+         "     WHERE r.id = c.id AND c.message_id IN (SELECT m.message_id FROM msgs m)\n"
+         "    RETURNING r.id, r.message_id, r.rcpt, r.attempts, r.dsn_notify, r.dsn_orcpt,\n"
+         "              r.delay_notified)\n"
+         "  SELECT u.id, u.message_id, u.rcpt, u.attempts, u.dsn_notify, u.dsn_orcpt,\n"
+         "         u.delay_notified, q.sender, q.blob_key, q.size, q.account_id, q.dsn_ret,\n"
+         "         q.dsn_envid, extract(epoch FROM q.created)::bigint\n"
+         "    FROM upd u JOIN queue_messages q ON q.id = u.message_id\n"
+         "   ORDER BY u.message_id, u.id $$;\n"
+         /* record: results count only while the claim (p_owner) is still the recipient's; a message
+            whose recipients are all final is deleted.  The message rows are locked first, so two
+            instances finishing the last recipients of one message serialise and the second sees the
+            first's update */
+         "CREATE FUNCTION tp_queue_record(p_owner text, p_ids bigint[], p_status text[],\n"
+         "    p_next bigint[], p_error text[], p_delay boolean[])\n"
+         "RETURNS TABLE(out_kind text, out_id bigint)\n"
+         "LANGUAGE plpgsql AS $$\n"
+         "DECLARE\n"
+         "  v_ids bigint[];\n"
+         "  v_msgs bigint[];\n"
+         "  v_done bigint[];\n"
+         "BEGIN\n"
+         "  PERFORM 1 FROM queue_messages q\n"
+         "    WHERE q.id IN (SELECT r.message_id FROM queue_rcpts r WHERE r.id = ANY(p_ids))\n"
+         "    ORDER BY q.id FOR UPDATE;\n"
+         "  WITH u AS (\n"
+         "    UPDATE queue_rcpts r SET status = x.st,\n"
+         "        next_attempt = CASE WHEN x.nx IS NULL THEN r.next_attempt ELSE "
+         "to_timestamp(x.nx) END,\n"
+         "        last_error = coalesce(x.er, r.last_error),\n"
+         "        delay_notified = r.delay_notified OR coalesce(x.dn, false),\n"
+         "        lease_owner = NULL, lease_until = NULL, updated = now()\n"
+         "      FROM unnest(p_ids, p_status, p_next, p_error, p_delay) AS x(id, st, nx, er, dn)\n"
+         "     WHERE r.id = x.id AND r.lease_owner = p_owner AND r.status = 'pending'\n"
+         "    RETURNING r.id, r.message_id)\n"
+         "  SELECT array_agg(u.id), array_agg(DISTINCT u.message_id) INTO v_ids, v_msgs FROM u;\n"
+         "  WITH d AS (\n"
+         "    DELETE FROM queue_messages q WHERE q.id = ANY(v_msgs)\n"
+         "       AND NOT EXISTS (SELECT 1 FROM queue_rcpts r\n"
+         "                        WHERE r.message_id = q.id AND r.status = 'pending')\n"
+         "    RETURNING q.id)\n"
+         "  SELECT array_agg(d.id) INTO v_done FROM d;\n"
+         "  RETURN QUERY SELECT 'rcpt'::text, x FROM unnest(v_ids) x\n"
+         "    UNION ALL SELECT 'deleted'::text, x FROM unnest(v_done) x;\n"
+         "END $$;\n"
+         /* release (SIGTERM): give back the unfinished claims of one instance (owner tokens start
+            with p_prefix); the claim did not become an attempt */
+         "CREATE FUNCTION tp_queue_release(p_prefix text) RETURNS bigint\n"
+         "LANGUAGE sql AS $$\n"
+         "  WITH u AS (\n"
+         "    UPDATE queue_rcpts r SET lease_owner = NULL, lease_until = NULL,\n"
+         "        attempts = greatest(r.attempts - 1, 0), updated = now()\n"
+         "     WHERE r.status = 'pending' AND r.lease_owner IS NOT NULL\n"
+         "       AND left(r.lease_owner, length(p_prefix)) = p_prefix\n"
+         "    RETURNING 1)\n"
+         "  SELECT count(*) FROM u $$;\n"},
 };
 
 int schema_latest(void)

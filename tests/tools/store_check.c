@@ -13,6 +13,8 @@
  * Commands:
  *   pg-check | schema-check | migrate
  *   pg-query SQL [PARAM...]         async pool: rows tab-separated
+ *   pg-array ELEM...                pg_array_text of the ELEMs ("\\N": NULL),
+ *                                   read back by Postgres: "LITERAL t"
  *   deliver MAILBOX_ID COUNT INFLIGHT  tp_deliver COUNT times, INFLIGHT at
  *                                   once on the pool: prints "uid modseq"
  *   pg-watch SECONDS INTERVAL_MS    a query every interval; prints
@@ -36,6 +38,7 @@
 #include "mailbox/store/mem.h"
 #include "mailbox/store/pg.h"
 #include "mailbox/store/schema.h"
+#include "shared/buf.h"
 #include "shared/log.h"
 #include "shared/xmalloc.h"
 
@@ -313,6 +316,40 @@ static int cmd_pg(const char *cmd, int argc, char **argv)
 		PQfinish(c);
 		return rc < 0 ? 1 : 0;
 	}
+	if (strcmp(cmd, "pg-array") == 0) {
+		/* the literal pg_array_text builds must read back, in Postgres, as
+		 * exactly the elements given ("\\N": NULL), in order */
+		PGconn *c = connect_or_die();
+		const char **params = xcalloc((size_t)argc + 1, sizeof(*params));
+		struct buf sql;
+		PGresult *res;
+
+		for (int i = 0; i < argc; i++)
+			params[i + 1] = strcmp(argv[i], "\\N") == 0 ? NULL : argv[i];
+		params[0] = pg_array_text(params + 1, (size_t)argc);
+		buf_init(&sql, 0);
+		buf_printf(&sql,
+		           "SELECT cardinality($1::text[]) = %d AND coalesce((SELECT "
+		           "bool_and(x.a IS NOT DISTINCT FROM x.b) FROM unnest($1::text[], ARRAY[",
+		           argc);
+		for (int i = 0; i < argc; i++)
+			buf_printf(&sql, "%s$%d::text", i > 0 ? "," : "", i + 2);
+		buf_puts(&sql, "]::text[]) AS x(a, b)), true)");
+		buf_append(&sql, "", 1); /* NUL-terminated for libpq */
+		res = pg_exec(c, (const char *)buf_ptr(&sql), argc + 1, params, err, sizeof(err),
+		              NULL);
+		if (res == NULL)
+			fprintf(stderr, "%s\n", err);
+		else
+			printf("%s %s\n", params[0], PQgetvalue(res, 0, 0));
+		rc = res != NULL && strcmp(PQgetvalue(res, 0, 0), "t") == 0 ? 0 : 1;
+		PQclear(res);
+		free((char *)(uintptr_t)params[0]);
+		free(params);
+		buf_free(&sql);
+		PQfinish(c);
+		return rc;
+	}
 	p = pg_pool_new(loop, &cfg.data);
 	if (strcmp(cmd, "pg-query") == 0)
 		rc = cmd_pg_query(p, argc, argv);
@@ -495,7 +532,7 @@ static int cmd_blob(const char *cmd, int argc, char **argv)
 		struct blob_gc_result gr;
 		char msg[512];
 		if (blob_gc_run(c, bs, strtoull(argv[0], NULL, 10), strtoull(argv[1], NULL, 10),
-		                &gr, msg, sizeof(msg)) < 0) {
+		                NULL, &gr, msg, sizeof(msg)) < 0) {
 			fprintf(stderr, "%s\n", msg);
 			rc = 1;
 		} else {

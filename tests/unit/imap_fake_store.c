@@ -410,6 +410,9 @@ static void op_auth(void *ctx, const char *authzid, const char *authcid, const c
 	r->auth = IMAP_AUTH_FAIL;
 	if (r->st == IMAP_STORE_TEMPFAIL) {
 		r->auth = IMAP_AUTH_TEMPFAIL;
+	} else if (r->st == IMAP_STORE_LIMIT) {
+		/* "# fail auth limit": good credentials, too many sessions */
+		r->auth = IMAP_AUTH_LIMIT;
 	} else if (a != NULL && strcmp(a->password, password) == 0) {
 		if (authzid[0] == '\0' && !a->master) {
 			r->auth = IMAP_AUTH_OK;

@@ -257,8 +257,10 @@ static void expect_line(struct run *r, const char *want, size_t wlen)
 
 static int status_by_name(const char *n)
 {
-	static const char *const names[] = {"ok",    "nonexistent", "exists",   "overquota",
-	                                    "limit", "cannot",      "tempfail", "fail"};
+	/* in enum imap_store_status order */
+	static const char *const names[] = {"ok",          "nonexistent", "exists",
+	                                    "overquota",   "limit",       "cannot",
+	                                    "haschildren", "tempfail",    "fail"};
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (strcmp(names[i], n) == 0)

@@ -301,6 +301,7 @@ UNIT_TEST(mailbox_config_example_file_loads)
 	setenv("TAILPOST_DB_PASSWORD", "x", 1);
 	setenv("TAILPOST_S3_ACCESS_KEY", "x", 1);
 	setenv("TAILPOST_S3_SECRET_KEY", "x", 1);
+	setenv("TAILPOST_RELAY_PASSWORD", "x", 1);
 	rc = mailbox_config_load("mailbox/mailbox.example.yaml", &cfg, &ctx);
 	if (rc != 0)
 		conf_errors_print(&ctx, stderr);

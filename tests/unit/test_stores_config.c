@@ -5,7 +5,9 @@
 #include "tests/unit/unit.h"
 
 #include "mailbox/store/config.h"
+#include "shared/xmalloc.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -195,4 +197,50 @@ UNIT_TEST(stores_config_s3_endpoint)
 	CHECK_INT(stores_s3_endpoint_parse("http://", &https, host, sizeof(host), &port, &err), -1);
 	CHECK_INT(stores_s3_endpoint_parse("http://h:", &https, host, sizeof(host), &port, &err),
 	          -1);
+}
+
+UNIT_TEST(stores_config_blob_gc_and_verify)
+{
+	static const struct {
+		const char *blob;
+		const char *err; /* substring of the first error, NULL: valid */
+		uint64_t interval_ms, grace_ms;
+		int64_t batch;
+		int verify;
+	} t[] = {
+	        {"blob: { fs: { path: /b } }\n", NULL, 3600000, 86400000, 100,
+	         STORES_S3_VERIFY_HEAD},
+	        {"blob: { fs: { path: /b }, gc: { interval: 0, grace: 2h, batch: 5 } }\n", NULL, 0,
+	         7200000, 5, STORES_S3_VERIFY_HEAD},
+	        {"blob: { fs: { path: /b }, gc: { interval: 30m, grace: 10m } }\n", NULL, 1800000,
+	         600000, 100, STORES_S3_VERIFY_HEAD},
+	        {"blob: { s3: { endpoint: \"http://h:1\", bucket: bkt, access_key: a, secret_key: "
+	         "s, verify: etag } }\n",
+	         NULL, 3600000, 86400000, 100, STORES_S3_VERIFY_ETAG},
+	        {"blob: { fs: { path: /b }, gc: { grace: 5m } }\n", "grace", 0, 0, 0, 0},
+	        {"blob: { fs: { path: /b }, gc: { batch: 0 } }\n", "batch", 0, 0, 0, 0},
+	        {"blob: { fs: { path: /b }, gc: { every: 1h } }\n", "every", 0, 0, 0, 0},
+	        {"blob: { s3: { endpoint: \"http://h:1\", bucket: bkt, access_key: a, secret_key: "
+	         "s, verify: none } }\n",
+	         "verify", 0, 0, 0, 0},
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(t); i++) {
+		struct stores_config c;
+		char text[512], err[512];
+		size_t n;
+
+		snprintf(text, sizeof(text), "data: { postgres: x }\n%s", t[i].blob);
+		n = load(text, &c, err, sizeof(err));
+		if (t[i].err == NULL) {
+			CHECK_MSG(n == 0, "case %zu: %s", i, err);
+			CHECK_INT(c.blob.gc.interval_ms, t[i].interval_ms);
+			CHECK_INT(c.blob.gc.grace_ms, t[i].grace_ms);
+			CHECK_INT(c.blob.gc.batch, t[i].batch);
+			CHECK_INT(c.blob.s3.verify, t[i].verify);
+		} else {
+			CHECK_MSG(n > 0 && strstr(err, t[i].err) != NULL, "case %zu: '%s'", i, err);
+		}
+		conf_free(&stores_conf_table, &c);
+	}
 }
