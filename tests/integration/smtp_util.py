@@ -71,7 +71,10 @@ class SmtpMailbox:
             self.smtp_extra = smtp_extra
         smtp = f'smtp:\n  spool_dir: "{self.spool}"\n' + "".join(
             "  " + l + "\n" for l in self.smtp_extra.strip("\n").splitlines() if l)
-        self.mb.write_config(self.listeners, extra=self.extra + smtp)
+        # the queue engine stays off unless a test configures outbound:
+        # SMTP tests look at the queue rows that submission wrote
+        outbound = "" if "outbound" in self.extra else "outbound: { enabled: false }\n"
+        self.mb.write_config(self.listeners, extra=self.extra + outbound + smtp)
 
     def setup_directory(self):
         self.mb.migrate()
