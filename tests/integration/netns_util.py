@@ -13,17 +13,30 @@ held alive by a process or an open descriptor, found by inode), links
 named after the run in the root namespace, wireguard-go control sockets,
 state, and processes.
 
+listeners() is listening() with the owning program and PID (ss -p).
+
+For the end-to-end tests of the real mailbox (test_netns_mail.py):
+NetnsPostgres and NetnsRedis are harness.PostgresServer and RedisServer
+running on the loopback of one host's namespace (readiness proven through
+/proc/PID/net/tcp, the started process's own namespace), and NetnsMailbox
+is mailbox_util.Mailbox whose daemon and CLI run in a host's namespace.
+
 Everything is bounded in time; nothing touches a namespace the run did
-not create.  The end-to-end tests of the real mailbox reuse this module.
+not create.
 """
 import json
 import os
 import pathlib
+import re
 import secrets
+import signal
+import socket
 import subprocess
 import sys
+import time
 
 import harness
+import mailbox_util
 
 SCRIPT = harness.ROOT / "deploy" / "netns" / "topology.sh"
 STATE_BASE = pathlib.Path(os.environ.get("TAILPOST_NETNS_STATE", "/run/tailpost-netns"))
@@ -157,16 +170,19 @@ class Topology:
     def argv(self, host, argv):
         return [str(SCRIPT), "exec", "--id", self.id, host] + [str(a) for a in argv]
 
-    def spawn(self, host, argv, log_path):
-        p = harness.spawn(self.argv(host, argv), log_path)
+    def spawn(self, host, argv, log_path, env=None, cwd=None):
+        p = harness.spawn(self.argv(host, argv), log_path, env=env, cwd=cwd)
         self.procs.append(p)
         return p
 
-    def run(self, host, argv, timeout=CMD_TIMEOUT, check=True):
+    def run(self, host, argv, timeout=CMD_TIMEOUT, check=True, env=None, input=None):
+        """argv in host's namespace; input (text) on stdin, else /dev/null."""
+        kw = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
         r = subprocess.run(self.argv(host, argv), capture_output=True, text=True,
-                           timeout=timeout, stdin=subprocess.DEVNULL)
+                           timeout=timeout, env=env, **kw)
         if check and r.returncode != 0:
-            raise RuntimeError(f"{argv} in {host} failed ({r.returncode}): {r.stderr}")
+            raise RuntimeError(f"{argv} in {host} failed ({r.returncode}): {r.stderr}"
+                               f"{r.stdout[-2000:]}")
         return r
 
     def listening(self, host):
@@ -177,6 +193,20 @@ class Topology:
             f = line.split()
             if len(f) >= 4:
                 socks.add(split_hostport(f[3]))
+        return socks
+
+    def listeners(self, host):
+        """[(ip, port, program, pid)] of the listening TCP sockets in host's
+        namespace, with their owning process (ss -p)."""
+        out = self.run(host, ["ss", "-Hltnp"]).stdout
+        socks = []
+        for line in out.splitlines():
+            f = line.split()
+            if len(f) < 4:
+                continue
+            ip, port = split_hostport(f[3])
+            for prog, pid in re.findall(r'\("([^"]*)",pid=(\d+)', line) or [("?", "0")]:
+                socks.append((ip, port, prog, int(pid)))
         return socks
 
     def exchange(self, host, targets, timeout=5.0):
@@ -227,3 +257,155 @@ class Topology:
             except OSError:
                 continue
         return left
+
+
+# ---------------------------------------------------------------------------
+# Servers inside one host's namespace (the end-to-end tests of the real
+# mailbox: Postgres, Redis and tailpost-mailbox in the mailbox namespace).
+#
+# The namespace is the run's own and starts empty, so the servers use fixed
+# ports there (no collision is possible).  Readiness is proven as in
+# harness.Service (the protocol answers AND the listening socket is the
+# started process's), but the listening table is read from
+# /proc/PID/net/tcp, which is the table of that process's namespace, not
+# ours.  Each is spawned through `topology.sh exec` (exec all the way down:
+# the PID is the server's) and stopped by PID; `down` would also stop it.
+
+
+def _listener_inodes_of(pid, port, host="127.0.0.1"):
+    six = ":" in host
+    raw = socket.inet_pton(socket.AF_INET6 if six else socket.AF_INET, host)
+    words = "".join("%08X" % int.from_bytes(raw[i:i + 4], "little") for i in range(0, len(raw), 4))
+    want = f"{words}:{port:04X}"
+    inodes = set()
+    try:
+        with open(f"/proc/{pid}/net/tcp{'6' if six else ''}") as f:
+            next(f)
+            for line in f:
+                parts = line.split()
+                if parts[1] == want and parts[3] == "0A":  # TCP_LISTEN
+                    inodes.add(parts[9])
+    except OSError:
+        pass
+    return inodes
+
+
+def owns_listener_in_ns(pid, port, host="127.0.0.1"):
+    """Whether pid holds the socket listening on host:port in its own
+    network namespace."""
+    inodes = _listener_inodes_of(pid, port, host)
+    if not inodes:
+        return False
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:[") and link[8:-1] in inodes:
+            return True
+    return False
+
+
+class _InNamespace:
+    """Mixin for a harness.Service: the server runs in topo's HOST namespace."""
+
+    def __init__(self, topo, host, *args, **kw):
+        self.topo, self.ns_host = topo, host
+        super().__init__(*args, **kw)
+
+    def _ns_argv(self, argv):
+        return self.topo.argv(self.ns_host, argv)
+
+    def _wait_ready(self, port, timeout, mark):
+        deadline = time.monotonic() + timeout
+        last = None
+        while True:
+            if self.proc.poll() is not None:
+                raise self._fail(f"exited with status {self.proc.returncode} before becoming "
+                                 f"ready in namespace {self.topo.ns(self.ns_host)}")
+            try:
+                if self._ready(port) and owns_listener_in_ns(self.proc.pid, port, self.host):
+                    return
+            except Exception as e:  # not up yet; keep the reason for the timeout
+                last = e
+            if time.monotonic() >= deadline:
+                raise self._fail(f"not ready on {self.host}:{port} in namespace "
+                                 f"{self.topo.ns(self.ns_host)} after {timeout}s (last: {last})")
+            time.sleep(0.1)
+
+
+class NetnsPostgres(_InNamespace, harness.PostgresServer):
+    """harness.PostgresServer on 127.0.0.1 inside a host's namespace.
+
+    initdb runs as the unprivileged user as usual; the server is started as
+    root through `ip netns exec` (which needs root) and drops to that user
+    with setpriv, which also sets the parent-death signal again (a uid
+    change clears it).  psql and pg_isready use the unix socket in the temp
+    dir, which any namespace reaches."""
+
+    def _prepare(self):
+        super()._prepare()
+        # From here on spawn() must not switch users itself: see _argv.
+        self._server_user, self.run_as = self.run_as, None
+
+    def _argv(self, port):
+        argv = super()._argv(port)
+        u = self._server_user
+        if u is not None:
+            argv = [harness._SETPRIV, f"--reuid={u.pw_uid}", f"--regid={u.pw_gid}",
+                    "--clear-groups", "--pdeathsig", signal.Signals(self.deathsig).name[3:],
+                    "--"] + argv
+        return self._ns_argv(argv)
+
+
+class NetnsRedis(_InNamespace, harness.RedisServer):
+    """harness.RedisServer on 127.0.0.1 inside a host's namespace."""
+
+    def _argv(self, port):
+        return self._ns_argv(super()._argv(port))
+
+    def _ready(self, port):
+        return self.command("PING", port=port, timeout=2.0) == "PONG"
+
+    def command(self, *args, port=None, timeout=5.0):
+        """One command through redis-cli inside the namespace (raw reply text)."""
+        r = subprocess.run(["ip", "netns", "exec", self.topo.ns(self.ns_host), "redis-cli",
+                            "-h", self.host, "-p", str(port or self.port)] + [str(a) for a in args],
+                           capture_output=True, text=True, timeout=timeout + 5,
+                           stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            raise harness.RedisError(r.stderr.strip() or r.stdout.strip())
+        return r.stdout.strip()
+
+
+class NetnsMailbox(mailbox_util.Mailbox):
+    """mailbox_util.Mailbox whose daemon and CLI run in a host's namespace."""
+
+    def __init__(self, topo, host, tmp, db, **kw):
+        self.topo, self.ns_host = topo, host
+        super().__init__(tmp, db, **kw)
+
+    def cli(self, *args, input=None, env=None, timeout=60):
+        e = self.env()
+        if env:
+            e.update(env)
+        argv = self.topo.argv(self.ns_host, [self.exe, *args, "-c", self.path])
+        kw = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
+        return subprocess.run(argv, capture_output=True, text=True, env=e, timeout=timeout, **kw)
+
+    def start(self, wait=True, env=None):
+        e = self.env()
+        if env:
+            e.update(env)
+        self._mark = self.log.stat().st_size
+        self.proc = harness.spawn(self.topo.argv(self.ns_host, [self.exe, "serve", "-c",
+                                                                self.path]),
+                                  self.log, env=e, cwd=self.dir)
+        harness.watch_log(f"mailbox:{self.name}", self.log)
+        if wait:
+            self.wait_log(lambda d: d.get("msg") == "ready", what="ready")
+        return self
