@@ -315,6 +315,13 @@ char *queue_plan_orcpt(const char *s)
 
 	if (semi == NULL || semi == s)
 		return NULL;
+	/* addr-type is an atom (RFC 3461 4.2); in practice "rfc822" or
+	 * "utf-8": letters, digits and '-' only, so nothing stored can put a
+	 * line break or a second field into the DSN or the ORCPT parameter */
+	for (const char *t = s; t < semi; t++) {
+		if (!isalnum((unsigned char)*t) && *t != '-')
+			return NULL;
+	}
 	addr = queue_plan_xtext_decode(semi + 1);
 	if (addr == NULL)
 		return NULL;

@@ -120,7 +120,8 @@ unsigned queue_plan_notify(const char *text);
  * part after the ';' is xtext: use queue_plan_orcpt.
  */
 char *queue_plan_xtext_decode(const char *s);
-/* ORCPT "type;xtext" decoded to "type;address", or NULL. */
+/* ORCPT "type;xtext" decoded to "type;address", or NULL (also when type
+ * is not an atom of letters, digits and "-"). */
 char *queue_plan_orcpt(const char *s);
 
 #endif
