@@ -340,6 +340,7 @@ static int load_config(const struct opts *o, struct mailbox_config *cfg)
 			conf_errors_print(&ctx, stderr);
 		}
 	}
+	conf_warnings_print(&ctx, stderr);
 	conf_ctx_free(&ctx);
 	return rc;
 }

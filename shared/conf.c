@@ -113,6 +113,25 @@ void conf_errors_print(const struct conf_ctx *ctx, FILE *out)
 		fprintf(out, "%s\n", ctx->errs[i].msg);
 }
 
+void conf_warnings_print(const struct conf_ctx *ctx, FILE *out)
+{
+	for (size_t i = 0; i < ctx->nwarns; i++)
+		fprintf(out, "%s\n", ctx->warns[i].msg);
+}
+
+/* A warning at the node (bounded like the errors). */
+static void conf_warn(struct conf_ctx *ctx, int line, int col, const char *path, const char *what)
+{
+	if (ctx->nwarns >= CONF_MAX_ERRORS)
+		return;
+	if (ctx->nwarns == ctx->capwarns) {
+		ctx->capwarns = ctx->capwarns ? ctx->capwarns * 2 : 4;
+		ctx->warns = xreallocarray(ctx->warns, ctx->capwarns, sizeof(*ctx->warns));
+	}
+	ctx->warns[ctx->nwarns++].msg =
+	        xasprintf("%s:%d:%d: key '%s': warning: %s", ctx->file, line, col, path, what);
+}
+
 void conf_ctx_free(struct conf_ctx *ctx)
 {
 	for (size_t i = 0; i < ctx->nerrs; i++)
@@ -120,6 +139,11 @@ void conf_ctx_free(struct conf_ctx *ctx)
 	free(ctx->errs);
 	ctx->errs = NULL;
 	ctx->nerrs = ctx->caperrs = 0;
+	for (size_t i = 0; i < ctx->nwarns; i++)
+		free(ctx->warns[i].msg);
+	free(ctx->warns);
+	ctx->warns = NULL;
+	ctx->nwarns = ctx->capwarns = 0;
 }
 
 /* A value fit to quote in a message: at most CONF_SHOW_MAX bytes, never cut
@@ -1074,6 +1098,13 @@ static void load_value(struct conf_ctx *ctx, const struct conf_key *k, void *obj
 		conf_error(ctx, v->line, v->col, kpath, "expected a scalar, got %s", kind_name(v));
 		return;
 	}
+	/* DESIGN.md: secrets come from the environment or files, never from
+	 * the YAML.  A literal still loads (tests and quick trials use them),
+	 * with a warning naming the key. */
+	if (k->type == CONF_SECRET && !node_is_null(v) && v->len > 0 &&
+	    strncmp(v->val, "${", 2) != 0 && strncmp(v->val, "file:", 5) != 0)
+		conf_warn(ctx, v->line, v->col, kpath,
+		          "a secret written in the file; use ${ENV_NAME} or file:/path");
 	if (expand(ctx, v, kpath, &s, &slen) == 0)
 		set_scalar(ctx, k, obj, s, slen, &w);
 }
@@ -1205,6 +1236,8 @@ int conf_load_buffer(const char *name, const char *text, size_t len, const struc
 	ctx->file = name;
 	ctx->errs = NULL;
 	ctx->nerrs = ctx->caperrs = 0;
+	ctx->warns = NULL;
+	ctx->nwarns = ctx->capwarns = 0;
 	if (tree_parse(ctx, text, len, &root) < 0)
 		goto done;
 	if (root == NULL || node_is_null(root)) {
@@ -1230,6 +1263,8 @@ int conf_load_file(const char *path, const struct conf_table *t, void *obj, stru
 	ctx->file = path;
 	ctx->errs = NULL;
 	ctx->nerrs = ctx->caperrs = 0;
+	ctx->warns = NULL;
+	ctx->nwarns = ctx->capwarns = 0;
 	f = fopen(path, "re");
 	if (f == NULL) {
 		push_error(ctx, xasprintf("%s: cannot open: %s", path, strerror(errno)));

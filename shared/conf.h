@@ -117,6 +117,10 @@ struct conf_ctx {
 	const char *file; /* the caller's name or path, not copied */
 	struct conf_error *errs;
 	size_t nerrs, caperrs;
+	/* warnings: the file loads, but something deserves the operator's eye
+	 * (a secret written literally in the file) */
+	struct conf_error *warns;
+	size_t nwarns, capwarns;
 };
 
 /* Record an error at file:line:col for key path ("FILE:L:C: key 'p': msg");
@@ -138,6 +142,8 @@ int conf_load_buffer(const char *name, const char *text, size_t len, const struc
                      void *obj, struct conf_ctx *ctx);
 
 void conf_errors_print(const struct conf_ctx *ctx, FILE *out);
+/* The warnings, one "FILE:L:C: key 'p': warning: ..." line each. */
+void conf_warnings_print(const struct conf_ctx *ctx, FILE *out);
 void conf_ctx_free(struct conf_ctx *ctx);
 
 /* Print the effective config (every key, defaults included) as YAML that

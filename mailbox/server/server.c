@@ -456,8 +456,10 @@ int server_run(const char *path)
 		rc = 2;
 		goto out;
 	}
-	conf_ctx_free(&ctx);
 	log_set_level((enum log_level)s->boot.log_level);
+	for (size_t i = 0; i < ctx.nwarns; i++)
+		log_warn("msg=\"configuration warning\" detail=\"%s\"", ctx.warns[i].msg);
+	conf_ctx_free(&ctx);
 	s->loop = ev_default_loop(EVFLAG_AUTO);
 	log_info("msg=\"starting\" version=%s config=%s hostname=%s", TAILPOST_VERSION, path,
 	         s->boot.hostname);

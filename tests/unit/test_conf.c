@@ -534,6 +534,38 @@ UNIT_TEST(conf_env_substitution)
 	free(errs);
 }
 
+UNIT_TEST(conf_literal_secret_warns)
+{
+	struct conf_ctx ctx;
+	struct t_top c;
+	char *all = NULL;
+	size_t len = 0;
+	FILE *f;
+	const char *text = "hostname: h\npassword: hunter2\n";
+
+	setenv("TP_CONF_PW", "x", 1);
+	memset(&c, 0, sizeof(c));
+	CHECK(conf_load_buffer("t.yaml", text, strlen(text), &top_table, &c, &ctx) == 0);
+	CHECK_STR(c.password, "hunter2"); /* still loads */
+	CHECK_INT(ctx.nwarns, 1);
+	f = open_memstream(&all, &len);
+	conf_warnings_print(&ctx, f);
+	fclose(f);
+	CHECK_STR(all, "t.yaml:2:11: key 'password': warning: a secret written in the file; use "
+	               "${ENV_NAME} or file:/path\n");
+	free(all);
+	conf_ctx_free(&ctx);
+	conf_free(&top_table, &c);
+
+	/* from the environment or a file: no warning */
+	text = "hostname: h\npassword: ${TP_CONF_PW}\n";
+	memset(&c, 0, sizeof(c));
+	CHECK(conf_load_buffer("t.yaml", text, strlen(text), &top_table, &c, &ctx) == 0);
+	CHECK_INT(ctx.nwarns, 0);
+	conf_ctx_free(&ctx);
+	conf_free(&top_table, &c);
+}
+
 static char *write_temp(const char *content, size_t n)
 {
 	char tmpl[] = "/tmp/tp_conf_testXXXXXX";
