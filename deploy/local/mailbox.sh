@@ -2,7 +2,9 @@
 # tailpost-mailbox for the local stack (every role on loopback, PROXY
 # trusted from the edge on 127.0.0.1, a self-signed certificate), migrate,
 # and create the demo domain, account and admin token once.
-# Uses the variables up defines (ROOT, VAR, ports, BLOB, started, wait_tcp).
+# Uses the variables up defines (ROOT, VAR, ports, BLOB, started, wait_tcp)
+# and ROUTE_YAML from deploy/local/outbound.sh (where mail to other domains
+# goes: a smarthost from TAILPOST_SMARTHOST, else straight to MX).
 
 DEMO_DOMAIN=example.test
 DEMO_USER=demo@$DEMO_DOMAIN
@@ -41,6 +43,11 @@ stores:
   $BLOB_YAML
   memory: { redis: "redis://127.0.0.1:$P_REDIS/0" }
 smtp: { spool_dir: "$VAR/spool" }
+# local recipients are delivered at once; everything else is queued and
+# leaves by this route ($OUTBOUND_ROUTE)
+outbound:
+  routes:
+$ROUTE_YAML
 YAML
 
 MB="$BIN/tailpost-mailbox"

@@ -22,10 +22,12 @@
 #include "mailbox/directory/password.h"
 #include "mailbox/dkim/keystore.h"
 #include "mailbox/outbound/dnsrecords_admin.h"
+#include "mailbox/outbound/queue.h"
 #include "mailbox/outbound/queue_admin.h"
 #include "mailbox/server/abuse.h"
 #include "mailbox/server/jobs.h"
 #include "mailbox/server/server.h"
+#include "mailbox/store/mem.h"
 #include "mailbox/store/pg.h"
 #include "shared/log.h"
 #include "shared/loop.h"
@@ -190,6 +192,15 @@ static void on_job_done(void *arg, bool ran)
 	a->in_job = false;
 	if (!ran && a->status == 0)
 		set_error(a, 503, "the daemon is shutting down");
+	if (a->op == OP_QUEUE_RETRY && a->status == 200) {
+		/* due now: wake the delivery workers of every instance rather
+		 * than leave it to their next poll */
+		struct mem_store *mem = server_mem(a->server);
+
+		outbound_queue_kick(server_outbound(a->server));
+		if (mem != NULL)
+			mem_publish(mem, DELIVERY_QUEUE_CHANNEL, "retry", 5, NULL, NULL);
+	}
 	finish(a);
 }
 
@@ -689,8 +700,11 @@ static void work_queue(struct api_call *a, PGconn *pg)
 			dir_fail(a, pg, err);
 			return;
 		}
-		a->result =
-		        json_pack("{s:I, s:I}", "id", (json_int_t)a->qid, "retried", (json_int_t)n);
+		if (a->qid == 0) /* POST /queue/retry: every message */
+			a->result = json_pack("{s:I}", "retried", (json_int_t)n);
+		else
+			a->result = json_pack("{s:I, s:I}", "id", (json_int_t)a->qid, "retried",
+			                      (json_int_t)n);
 		a->status = 200;
 		return;
 	case OP_QUEUE_DELETE:
@@ -927,7 +941,8 @@ static bool route_domain_sub(struct api_call *a, const struct http_request *req,
 	return true;
 }
 
-/* GET /queue[?limit=N], GET|DELETE /queue/ID, POST /queue/ID/retry. */
+/* GET /queue[?limit=N], GET|DELETE /queue/ID, POST /queue/ID/retry, and
+ * POST /queue/retry (every message: the CLI's `queue retry --all`). */
 static bool route_queue(struct api_call *a, const struct http_request *req, bool has_param,
                         bool retry_sub)
 {
@@ -946,6 +961,15 @@ static bool route_queue(struct api_call *a, const struct http_request *req, bool
 			return false;
 		}
 		a->op = OP_QUEUE_LIST;
+		return true;
+	}
+	if (!retry_sub && strcmp(a->param, "retry") == 0) {
+		if (m != HTTP_M_POST) {
+			set_allow(a, "POST");
+			return false;
+		}
+		a->qid = 0;
+		a->op = OP_QUEUE_RETRY;
 		return true;
 	}
 	if (queue_admin_parse_id(a->param, &a->qid) < 0) {

@@ -139,7 +139,7 @@ static void route(struct http_conn *h, const struct http_request *r)
 		if (!get)
 			goto not_allowed;
 		buf_init(&b, 0);
-		metrics_render(&b, server_pg(s), server_blob(s), server_mem(s));
+		metrics_render(&b, server_pg(s), server_blob(s), server_mem(s), server_outbound(s));
 		respond(h, 200, "text/plain; version=0.0.4; charset=utf-8",
 		        (const char *)buf_ptr(&b), buf_len(&b), NULL);
 		buf_free(&b);

@@ -29,7 +29,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define BOUNCE_FULL_MAX (10u * 1024 * 1024) /* RET=FULL only below this size */
+#define BOUNCE_FULL_MAX                                                                            \
+	(1024u * 1024) /* RET=FULL only up to this size: a bounce is                               \
+	                 built in memory on the loop */
 
 struct bounce_params {
 	const struct delivery_stores *st;

@@ -31,6 +31,7 @@
 #include "mailbox/store/blob.h"
 #include "mailbox/store/mem.h"
 #include "mailbox/store/pg.h"
+#include "mailbox/store/workpool.h"
 #include "shared/buf.h"
 #include "shared/log.h"
 #include "shared/loop.h"
@@ -40,6 +41,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <openssl/rand.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +114,16 @@ struct qgroup {
 	bool done;
 };
 
+/* DKIM signatures are made on a worker thread (DESIGN: CPU-heavy work off
+ * the loop): the job owns the signer and its output until done runs. */
+struct signjob {
+	struct qmsg *m;
+	struct dkim_sign *signer;
+	struct buf out;
+	const char *why;
+	int rc;
+};
+
 struct qmsg {
 	struct outbound_queue *q;
 	struct qmsg *prev, *next;
@@ -142,11 +154,17 @@ struct qmsg {
 	struct queue_keyset *keys;
 	char sign_domain[256];
 	struct dkim_sign *signer;
-	struct buf prefix; /* DKIM-Signature fields */
+	struct signjob *signjob; /* on the workpool */
+	struct buf prefix;       /* DKIM-Signature fields */
 
 	struct qgroup *groups;
 	size_t ngroups, groups_left;
 	struct bounce *bounce;
+	/* results that could not be written are written again (the leases are
+	 * renewed meanwhile), so a delivered recipient is not sent twice
+	 * after a short Postgres outage */
+	struct loop_timer rec_retry;
+	uint64_t rec_backoff_ms;
 	char fail[300]; /* a failure before the groups ran */
 };
 
@@ -168,6 +186,15 @@ struct outbound_queue {
 	uint64_t seq;
 	struct qmsg *msgs;
 	size_t inflight;
+	/* /metrics */
+	struct outbound_queue_stats stats; /* transport and in_flight filled on demand */
+	struct loop_timer depth;
+	struct pg_req *depthq;
+	/* leases of the messages in flight are extended every lease/3, so a
+	 * slow but live delivery is never claimed by another instance */
+	struct loop_timer renew;
+	struct pg_req *renewq;
+	struct workpool *wp; /* DKIM signing */
 };
 
 static void claim(struct outbound_queue *q);
@@ -313,6 +340,7 @@ static void msg_free(struct qmsg *m)
 		m->next->prev = m->prev;
 	q->inflight--;
 
+	loop_timer_stop(&m->rec_retry);
 	blob_req_cancel(&m->br);
 	pg_req_cancel(&m->pgr);
 	bounce_free(&m->bounce);
@@ -329,6 +357,12 @@ static void msg_free(struct qmsg *m)
 		free(g->local_ok);
 	}
 	free(m->groups);
+	if (m->signjob != NULL) {
+		/* only after workpool_free: the thread is done with it */
+		dkim_sign_free(&m->signjob->signer);
+		buf_free(&m->signjob->out);
+		free(m->signjob);
+	}
 	dkim_sign_free(&m->signer);
 	queue_keyset_unref(&m->keys);
 	if (m->fd >= 0)
@@ -370,6 +404,20 @@ static const char *route_label(const struct qrcpt *r)
 	return r->kind == QUEUE_ROUTE_LOCAL ? "local" : "mx";
 }
 
+static enum outbound_attempt_result attempt_result(const struct qrcpt *r)
+{
+	switch (r->fate) {
+	case QUEUE_FATE_SENT:
+		return OUTBOUND_ATTEMPT_DELIVERED;
+	case QUEUE_FATE_RETRY:
+		return OUTBOUND_ATTEMPT_DEFERRED;
+	case QUEUE_FATE_FAILED:
+	case QUEUE_FATE_EXPIRED:
+		break;
+	}
+	return r->dsn ? OUTBOUND_ATTEMPT_BOUNCED : OUTBOUND_ATTEMPT_FAILED;
+}
+
 static void on_recorded(void *arg, const PGresult *res, const char *errstr)
 {
 	struct qmsg *m = arg;
@@ -377,9 +425,19 @@ static void on_recorded(void *arg, const PGresult *res, const char *errstr)
 	bool deleted = false;
 
 	m->pgr = NULL;
+	if (errstr != NULL && !q->stopping) {
+		m->rec_backoff_ms = m->rec_backoff_ms == 0 ? 1000 : m->rec_backoff_ms * 2;
+		if (m->rec_backoff_ms > 30000)
+			m->rec_backoff_ms = 30000;
+		log_error("msg=\"outbound: cannot record results; trying again\" queue_id=%" PRId64
+		          " retry_ms=%" PRIu64 " error=\"%s\"",
+		          m->id, m->rec_backoff_ms, errstr);
+		loop_timer_start(&m->rec_retry, m->rec_backoff_ms, 0);
+		return;
+	}
 	if (errstr != NULL)
-		log_error("msg=\"outbound: cannot record results: the leases expire and the "
-		          "recipients are retried\" queue_id=%" PRId64 " error=\"%s\"",
+		log_error("msg=\"outbound: cannot record results while stopping: the leases expire "
+		          "and the recipients are retried\" queue_id=%" PRId64 " error=\"%s\"",
 		          m->id, errstr);
 	for (size_t i = 0; i < m->nrcpts; i++) {
 		struct qrcpt *r = &m->rcpts[i];
@@ -395,6 +453,9 @@ static void on_recorded(void *arg, const PGresult *res, const char *errstr)
 		result = queue_fate_name(r->fate);
 		if (r->fate == QUEUE_FATE_RETRY && r->outcome == SMTP_CLIENT_TEMPFAIL)
 			result = "deferred";
+		q->stats.attempts[attempt_result(r)]++;
+		if (!counted)
+			q->stats.unrecorded++;
 		if (r->fate == QUEUE_FATE_RETRY)
 			snprintf(next, sizeof(next), "%" PRId64, r->next - (int64_t)time(NULL));
 		/* one line per attempt (DESIGN: one line per event) */
@@ -500,6 +561,13 @@ static void record(struct qmsg *m)
 	buf_free(&dly);
 }
 
+static void on_rec_retry(struct loop_timer *t)
+{
+	struct qmsg *m = (struct qmsg *)((char *)t - offsetof(struct qmsg, rec_retry));
+
+	record(m);
+}
+
 /* --- DSN ------------------------------------------------------------------------- */
 
 static void on_bounced(void *arg, bool ok, const char *error)
@@ -508,6 +576,10 @@ static void on_bounced(void *arg, bool ok, const char *error)
 	char q1[400];
 
 	/* error may point into the bounce: free it only after the log */
+	if (ok)
+		m->q->stats.dsn_stored++;
+	else
+		m->q->stats.dsn_failed++;
 	if (ok) {
 		log_info("msg=\"outbound dsn stored\" queue_id=%" PRId64 " to=%s", m->id,
 		         log_quote(q1, sizeof(q1), m->sender));
@@ -896,6 +968,33 @@ static int flush_pending(struct qmsg *m)
 
 static void fetch(struct qmsg *m);
 
+static void sign_fn(void *arg)
+{
+	struct signjob *j = arg;
+
+	j->rc = dkim_sign_finish(j->signer, &j->out, &j->why);
+}
+
+static void sign_done(void *arg)
+{
+	struct signjob *j = arg;
+	struct qmsg *m = j->m;
+
+	m->signjob = NULL;
+	if (j->rc < 0)
+		log_warn("msg=\"outbound: dkim signing failed; sending unsigned\" "
+		         "queue_id=%" PRId64 " error=\"%s\"",
+		         m->id, j->why != NULL ? j->why : "?");
+	else
+		buf_append(&m->prefix, buf_ptr(&j->out), buf_len(&j->out));
+	dkim_sign_free(&j->signer);
+	buf_free(&j->out);
+	free(j);
+	queue_keyset_unref(&m->keys);
+	m->body_ready = true;
+	dispatch(m);
+}
+
 static void body_done(struct qmsg *m)
 {
 	char key[BLOB_KEY_LEN + 1], err[300];
@@ -916,15 +1015,15 @@ static void body_done(struct qmsg *m)
 	}
 	m->body_len = size;
 	if (m->signer != NULL) {
-		const char *why = NULL;
+		struct signjob *j = xcalloc(1, sizeof(*j));
 
-		if (dkim_sign_finish(m->signer, &m->prefix, &why) < 0) {
-			log_warn("msg=\"outbound: dkim signing failed; sending unsigned\" "
-			         "queue_id=%" PRId64 " error=\"%s\"",
-			         m->id, why != NULL ? why : "?");
-			buf_reset(&m->prefix);
-		}
-		dkim_sign_free(&m->signer);
+		j->m = m;
+		j->signer = m->signer;
+		m->signer = NULL;
+		buf_init(&j->out, 0);
+		m->signjob = j;
+		workpool_submit(m->q->wp, sign_fn, sign_done, j);
+		return;
 	}
 	queue_keyset_unref(&m->keys);
 	m->body_ready = true;
@@ -961,9 +1060,7 @@ static void on_keys(void *arg, const PGresult *res, const char *errstr)
 {
 	struct qmsg *m = arg;
 	struct outbound_queue *q = m->q;
-	char sdom[256];
-	const char *doms[2] = {m->sign_domain, sdom};
-	size_t nd = 1;
+	const char *doms[1] = {m->sign_domain};
 	int64_t now = (int64_t)time(NULL);
 
 	m->pgr = NULL;
@@ -975,67 +1072,55 @@ static void on_keys(void *arg, const PGresult *res, const char *errstr)
 		fail_all(m, err);
 		return;
 	}
-	if (queue_plan_domain(m->sender, sdom, sizeof(sdom)) && strcmp(sdom, m->sign_domain) != 0)
-		nd = 2;
-	queue_keys_store(q->keys, doms, nd, res, now);
+	queue_keys_store(q->keys, doms, 1, res, now);
 	m->keys = queue_keys_get(q->keys, m->sign_domain, now);
-	if ((m->keys == NULL || m->keys->n == 0) && nd == 2) {
-		queue_keyset_unref(&m->keys);
-		m->keys = queue_keys_get(q->keys, sdom, now);
-	}
 	keys_ready(m);
 }
 
-/* After the first chunk: which keys sign (From: domain, else sender's). */
+/* After the first chunk: which keys sign (the envelope sender's domain). */
 static void pick_keys(struct qmsg *m)
 {
 	struct outbound_queue *q = m->q;
-	char sdom[256];
+	char fdom[256];
 	int64_t now = (int64_t)time(NULL);
-	bool have_from, have_sender;
-	struct queue_keyset *a = NULL, *b = NULL;
+	bool have_from;
+	struct queue_keyset *a = NULL;
 
 	if (m->account_id == 0) {
 		keys_ready(m);
 		return;
 	}
-	have_from = queue_plan_from_domain(buf_ptr(&m->pending), buf_len(&m->pending),
-	                                   m->sign_domain, sizeof(m->sign_domain));
-	have_sender = queue_plan_domain(m->sender, sdom, sizeof(sdom));
-	if (!have_from && !have_sender) {
+	/*
+	 * Sign for the envelope sender's domain only: submission checked that
+	 * the account may use that address (mailbox/smtp/sender.h).  A From:
+	 * of another of our domains gets no signature of that domain, or any
+	 * user of one domain could have mail signed by every other domain
+	 * on a shared server.  From: and sender in one domain (the usual case)
+	 * gives the DMARC-aligned signature.
+	 */
+	if (!queue_plan_domain(m->sender, m->sign_domain, sizeof(m->sign_domain))) {
 		keys_ready(m);
 		return;
 	}
-	if (!have_from)
-		snprintf(m->sign_domain, sizeof(m->sign_domain), "%s", sdom);
+	have_from = queue_plan_from_domain(buf_ptr(&m->pending), buf_len(&m->pending), fdom,
+	                                   sizeof(fdom));
+	if (have_from && strcmp(fdom, m->sign_domain) != 0)
+		log_info("msg=\"outbound: From: domain differs from the sender's; signing for the "
+		         "sender's domain\" queue_id=%" PRId64 " from_domain=%s sign_domain=%s",
+		         m->id, fdom, m->sign_domain);
 	a = queue_keys_get(q->keys, m->sign_domain, now);
-	if (a != NULL && a->n > 0) {
+	if (a != NULL) {
 		m->keys = a;
 		keys_ready(m);
 		return;
 	}
-	if (a != NULL && have_sender) {
-		b = queue_keys_get(q->keys, sdom, now);
-		if (b != NULL) {
-			queue_keyset_unref(&a);
-			m->keys = b;
-			keys_ready(m);
-			return;
-		}
-	}
-	if (a != NULL && !have_sender) {
-		m->keys = a;
-		keys_ready(m);
-		return;
-	}
-	queue_keyset_unref(&a);
 	{
 		struct buf arr;
-		const char *doms[2] = {m->sign_domain, sdom};
+		const char *doms[1] = {m->sign_domain};
 		const char *params[1];
 
 		buf_init(&arr, 0);
-		delivery_sql_text_array(&arr, doms, have_sender ? 2 : 1);
+		delivery_sql_text_array(&arr, doms, 1);
 		buf_append(&arr, "", 1);
 		params[0] = (const char *)buf_ptr(&arr);
 		m->pgr = pg_query(q->st.pg, QUEUE_KEYS_SQL, 1, params, on_keys, m);
@@ -1107,6 +1192,7 @@ static struct qmsg *msg_new(struct outbound_queue *q, const PGresult *res, int r
 	m->cf = q->cf;
 	m->cf->refs++;
 	m->fd = -1;
+	loop_timer_init(&m->rec_retry, q->loop, on_rec_retry);
 	snprintf(m->owner, sizeof(m->owner), "%s:%" PRIu64, q->prefix, q->seq);
 	m->id = strtoll(PQgetvalue(res, row, 1), NULL, 10);
 	m->sender = xstrdup(PQgetvalue(res, row, 7));
@@ -1155,9 +1241,12 @@ static void on_claimed(void *arg, const PGresult *res, const char *errstr)
 
 	q->claim = NULL;
 	if (errstr != NULL) {
+		q->stats.claim_errors++;
 		log_warn("msg=\"outbound: claim failed\" error=\"%s\"", errstr);
 		return;
 	}
+	q->stats.claims++;
+	q->stats.claimed_rcpts += (uint64_t)PQntuples(res);
 	limit = q->cf->concurrency > q->inflight ? q->cf->concurrency - q->inflight : 0;
 	batch = xcalloc((size_t)PQntuples(res) + 1, sizeof(*batch));
 	for (int i = 0; i < PQntuples(res); i++) {
@@ -1166,6 +1255,7 @@ static void on_claimed(void *arg, const PGresult *res, const char *errstr)
 		if (mid != cur) {
 			m = msg_new(q, res, i);
 			batch[nmsgs++] = m;
+			q->stats.claimed_msgs++;
 			cur = mid;
 		}
 		rcpt_add(m, res, i);
@@ -1228,9 +1318,100 @@ static void on_kick(struct loop_timer *t)
 
 void outbound_queue_kick(struct outbound_queue *q)
 {
-	if (q->stopping || loop_timer_active(&q->kick))
+	if (q == NULL || q->stopping || loop_timer_active(&q->kick))
 		return;
 	loop_timer_start(&q->kick, 0, 0);
+}
+
+/* --- queue depth for /metrics ---------------------------------------------------- */
+
+/* Pending recipients have a partial index (queue_rcpts_due); the message
+ * table holds only messages with work left (tp_queue_record deletes the
+ * rest), so both counts stay small in a healthy queue. */
+#define DEPTH_SQL                                                                                  \
+	"SELECT (SELECT count(*) FROM queue_messages),"                                            \
+	" (SELECT coalesce(extract(epoch FROM now() - min(created)), 0)::float8"                   \
+	"    FROM queue_messages),"                                                                \
+	" count(*), count(*) FILTER (WHERE next_attempt <= now()),"                                \
+	" count(*) FILTER (WHERE lease_until > now())"                                             \
+	" FROM queue_rcpts WHERE status = 'pending'"
+
+static void on_depth(void *arg, const PGresult *res, const char *errstr)
+{
+	struct outbound_queue *q = arg;
+	struct outbound_queue_stats *st = &q->stats;
+
+	q->depthq = NULL;
+	if (errstr != NULL || PQntuples(res) != 1) {
+		/* a stale gauge is worse than none */
+		st->depth_known = false;
+		log_debug("msg=\"outbound: queue depth count failed\" error=\"%s\"",
+		          errstr != NULL ? errstr : "no row");
+		return;
+	}
+	st->depth_msgs = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+	st->depth_oldest_s = strtod(PQgetvalue(res, 0, 1), NULL);
+	st->depth_rcpts = strtoull(PQgetvalue(res, 0, 2), NULL, 10);
+	st->depth_due = strtoull(PQgetvalue(res, 0, 3), NULL, 10);
+	st->depth_leased = strtoull(PQgetvalue(res, 0, 4), NULL, 10);
+	st->depth_known = true;
+}
+
+static void on_depth_timer(struct loop_timer *t)
+{
+	struct outbound_queue *q = container_of(t, struct outbound_queue, depth);
+
+	if (q->depthq != NULL || q->stopping)
+		return;
+	q->depthq = pg_query(q->st.pg, DEPTH_SQL, 0, NULL, on_depth, q);
+}
+
+/* --- lease renewal ------------------------------------------------------------------ */
+
+static void on_renewed(void *arg, const PGresult *res, const char *errstr)
+{
+	struct outbound_queue *q = arg;
+
+	(void)res;
+	q->renewq = NULL;
+	if (errstr != NULL)
+		log_warn("msg=\"outbound: cannot renew leases\" error=\"%s\"", errstr);
+}
+
+static void on_renew_timer(struct loop_timer *t)
+{
+	struct outbound_queue *q =
+	        (struct outbound_queue *)((char *)t - offsetof(struct outbound_queue, renew));
+	char lease[24];
+	const char *params[2] = {q->prefix, lease};
+
+	if (q->inflight == 0 || q->renewq != NULL)
+		return;
+	snprintf(lease, sizeof(lease), "%" PRIu64, q->cf->lease_ms);
+	q->renewq = pg_query(q->st.pg,
+	                     "UPDATE queue_rcpts SET lease_until = now() + $2::bigint * "
+	                     "interval '1 millisecond' WHERE status = 'pending'"
+	                     " AND lease_owner IS NOT NULL"
+	                     " AND left(lease_owner, length($1) + 1) = $1 || ':'",
+	                     2, params, on_renewed, q);
+}
+
+static uint64_t renew_every_ms(const struct qconf *c)
+{
+	uint64_t ms = c->lease_ms / 3;
+
+	return ms < 1000 ? 1000 : ms;
+}
+
+void outbound_queue_stats(const struct outbound_queue *q, struct outbound_queue_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (q == NULL)
+		return;
+	*out = q->stats;
+	out->in_flight = q->inflight;
+	if (q->tr != NULL)
+		outbound_transport_stats(q->tr, &out->transport);
 }
 
 static void on_queued_msg(void *arg, const char *channel, const char *msg, size_t len)
@@ -1261,6 +1442,7 @@ struct outbound_queue *outbound_queue_new(struct ev_loop *loop, const struct mai
 		return NULL;
 	}
 	q->keys = queue_keys_new();
+	q->wp = workpool_new(loop, 1);
 	/* owner tokens: unique per process and claim, readable in the table */
 	if (RAND_bytes(r, sizeof(r)) != 1)
 		fatal("msg=\"RAND_bytes failed\"");
@@ -1269,6 +1451,10 @@ struct outbound_queue *outbound_queue_new(struct ev_loop *loop, const struct mai
 	         (int)getpid(), r[0], r[1], r[2], r[3], r[4], r[5]);
 	loop_timer_init(&q->poll, loop, on_poll);
 	loop_timer_init(&q->kick, loop, on_kick);
+	loop_timer_init(&q->depth, loop, on_depth_timer);
+	loop_timer_init(&q->renew, loop, on_renew_timer);
+	loop_timer_start(&q->renew, renew_every_ms(q->cf), renew_every_ms(q->cf));
+	loop_timer_start(&q->depth, 0, OUTBOUND_QUEUE_DEPTH_MS);
 	if (q->st.mem != NULL)
 		q->sub = mem_subscribe(q->st.mem, DELIVERY_QUEUE_CHANNEL, on_queued_msg, q);
 	loop_timer_start(&q->poll, 0, q->cf->poll_ms);
@@ -1289,6 +1475,7 @@ void outbound_queue_reconfigure(struct outbound_queue *q, const struct mailbox_c
 	qconf_unref(&q->cf);
 	q->cf = c;
 	outbound_transport_reconfigure(q->tr, cfg);
+	loop_timer_start(&q->renew, renew_every_ms(q->cf), renew_every_ms(q->cf));
 	if (!q->stopping)
 		loop_timer_start(&q->poll, 0, q->cf->poll_ms);
 	log_info("msg=\"outbound queue reconfigured\" enabled=%s concurrency=%zu routes=%zu",
@@ -1302,6 +1489,8 @@ void outbound_queue_stop(struct outbound_queue *q)
 	q->stopping = true;
 	loop_timer_stop(&q->poll);
 	loop_timer_stop(&q->kick);
+	loop_timer_stop(&q->depth);
+	pg_req_cancel(&q->depthq);
 	mem_unsubscribe(&q->sub);
 	log_info("msg=\"outbound queue stopping\" in_flight=%zu", q->inflight);
 }
@@ -1311,12 +1500,18 @@ bool outbound_queue_idle(const struct outbound_queue *q)
 	return q == NULL || (q->inflight == 0 && q->claim == NULL);
 }
 
-/* Blocking: the loop has ended.  Unfinished claims go back to the queue
- * at once instead of waiting for their leases to expire. */
-static void release(struct outbound_queue *q)
+/*
+ * Blocking: the loop has ended.  Claims whose sending had not begun go
+ * back to the queue at once instead of waiting for their leases to
+ * expire.  Recipients in keep (an array literal: messages that were being
+ * sent, or whose results were not written yet) keep their leases: the
+ * remote server may have taken the message, so they are retried only
+ * when the lease ends, as after a crash (at most one duplicate).
+ */
+static void release(struct outbound_queue *q, const char *keep)
 {
 	char err[512];
-	const char *params[1] = {q->prefix};
+	const char *params[2] = {q->prefix, keep};
 	PGconn *c = pg_connect_blocking(q->data_cfg, err, sizeof(err));
 	PGresult *res;
 
@@ -1326,7 +1521,14 @@ static void release(struct outbound_queue *q)
 		         err);
 		return;
 	}
-	res = pg_exec(c, "SELECT tp_queue_release($1)", 1, params, err, sizeof(err), NULL);
+	res = pg_exec(c,
+	              "WITH u AS (UPDATE queue_rcpts r SET lease_owner = NULL, lease_until = NULL,"
+	              " attempts = greatest(r.attempts - 1, 0), updated = now()"
+	              " WHERE r.status = 'pending' AND r.lease_owner IS NOT NULL"
+	              " AND left(r.lease_owner, length($1) + 1) = $1 || ':'"
+	              " AND NOT (r.id = ANY($2::bigint[])) RETURNING 1)"
+	              " SELECT count(*) FROM u",
+	              2, params, err, sizeof(err), NULL);
 	if (res == NULL)
 		log_warn("msg=\"outbound: cannot release leases; they expire by themselves\" "
 		         "error=\"%s\"",
@@ -1341,19 +1543,44 @@ void outbound_queue_free(struct outbound_queue **qp)
 {
 	struct outbound_queue *q = *qp;
 	bool busy;
+	struct buf keep;
+	size_t kept = 0;
 
 	if (q == NULL)
 		return;
 	busy = !outbound_queue_idle(q);
 	pg_req_cancel(&q->claim);
+	pg_req_cancel(&q->depthq);
+	pg_req_cancel(&q->renewq);
+	loop_timer_stop(&q->renew);
+	/* signing jobs finish (their done callbacks do not run) before the
+	 * messages that own them go */
+	workpool_free(&q->wp);
+	buf_init(&keep, 0);
+	buf_puts(&keep, "{");
+	for (struct qmsg *m = q->msgs; m != NULL; m = m->next) {
+		if (m->ngroups == 0)
+			continue; /* not sending yet: give it back */
+		for (size_t i = 0; i < m->nrcpts; i++)
+			buf_printf(&keep, "%s%" PRId64, kept++ > 0 ? "," : "", m->rcpts[i].id);
+	}
+	buf_puts(&keep, "}");
+	buf_append(&keep, "", 1);
 	while (q->msgs != NULL)
 		msg_free(q->msgs);
 	loop_timer_stop(&q->poll);
 	loop_timer_stop(&q->kick);
+	loop_timer_stop(&q->depth);
 	mem_unsubscribe(&q->sub);
 	outbound_transport_free(&q->tr);
-	if (busy)
-		release(q);
+	if (busy) {
+		if (kept > 0)
+			log_warn("msg=\"outbound: deliveries cut short by the shutdown keep their "
+			         "leases and are retried when they expire\" rcpts=%zu",
+			         kept);
+		release(q, (const char *)buf_ptr(&keep));
+	}
+	buf_free(&keep);
 	queue_keys_free(&q->keys);
 	qconf_unref(&q->cf);
 	free(q);

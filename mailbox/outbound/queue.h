@@ -53,9 +53,11 @@
 
 #include "mailbox/config.h"
 #include "mailbox/delivery/delivery.h"
+#include "mailbox/outbound/transport.h"
 
 #include <ev.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 struct outbound_queue;
 
@@ -80,5 +82,46 @@ bool outbound_queue_idle(const struct outbound_queue *q);
 /* Cancel everything, release the leases of unfinished work, free.
  * NULL-safe; sets *q to NULL. */
 void outbound_queue_free(struct outbound_queue **q);
+
+/*
+ * Counters for /metrics (mailbox/server/metrics.c), monotonic for the life
+ * of the engine (SIGHUP keeps them).  An attempt is one recipient of one
+ * claimed message, counted when its result is written: delivered (sent),
+ * deferred (retried later, also when a DSN could not be stored yet),
+ * bounced (failed or expired, with a DSN to the sender) or failed (no DSN:
+ * null sender or NOTIFY=NEVER).  The queue depth comes from a count query
+ * run on the loop every OUTBOUND_QUEUE_DEPTH_MS (never while one is still
+ * out); depth_known is false until the first answer.
+ */
+#define OUTBOUND_QUEUE_DEPTH_MS 10000
+
+enum outbound_attempt_result {
+	OUTBOUND_ATTEMPT_DELIVERED,
+	OUTBOUND_ATTEMPT_DEFERRED,
+	OUTBOUND_ATTEMPT_BOUNCED,
+	OUTBOUND_ATTEMPT_FAILED,
+	OUTBOUND_ATTEMPT_RESULTS,
+};
+
+struct outbound_queue_stats {
+	uint64_t claims;        /* claim queries answered */
+	uint64_t claim_errors;  /* claim queries that failed */
+	uint64_t claimed_msgs;  /* messages taken by the claims */
+	uint64_t claimed_rcpts; /* recipients leased by the claims */
+	uint64_t attempts[OUTBOUND_ATTEMPT_RESULTS];
+	uint64_t unrecorded;   /* results not written (lease gone, write failed) */
+	uint64_t dsn_stored;   /* DSNs delivered or queued to the sender */
+	uint64_t dsn_failed;   /* DSNs that could not be stored (retried) */
+	uint64_t in_flight;    /* messages being worked on now */
+	bool depth_known;      /* the fields below hold a count */
+	uint64_t depth_msgs;   /* queue_messages rows */
+	uint64_t depth_rcpts;  /* pending recipients */
+	uint64_t depth_due;    /* of those, due now */
+	uint64_t depth_leased; /* of those, under a live lease (any instance) */
+	double depth_oldest_s; /* age of the oldest queued message */
+	struct outbound_transport_stats transport;
+};
+/* All zero for a NULL queue. */
+void outbound_queue_stats(const struct outbound_queue *q, struct outbound_queue_stats *out);
 
 #endif

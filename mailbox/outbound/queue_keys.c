@@ -117,6 +117,17 @@ void queue_keys_store(struct queue_keys *kc, const char *const *domains, size_t 
 			kc->v[i] = ks;
 			continue;
 		}
+		/* drop stale sets first, so the cache holds only the domains
+		 * seen within QUEUE_KEYS_TTL (they are our own domains: the
+		 * envelope sender's, which submission checked) */
+		for (size_t j = 0; j < kc->n;) {
+			if (now - kc->v[j]->loaded >= QUEUE_KEYS_TTL || now < kc->v[j]->loaded) {
+				queue_keyset_unref(&kc->v[j]);
+				kc->v[j] = kc->v[--kc->n];
+			} else {
+				j++;
+			}
+		}
 		if (kc->n == kc->cap) {
 			kc->cap = kc->cap ? kc->cap * 2 : 8;
 			kc->v = xreallocarray(kc->v, kc->cap, sizeof(*kc->v));

@@ -3,8 +3,8 @@
  * cached briefly for the queue engine.
  *
  * The queue engine signs a message from an authenticated local sender with
- * every active key (dkim_keys.active) of one domain: the From: header's,
- * when it has keys, else the envelope sender's.  Keys change rarely
+ * every active key (dkim_keys.active) of the envelope sender's domain
+ * (see pick_keys in queue.c for why not the From: domain).  Keys change rarely
  * (`tailpost-mailbox dkim generate`), and a key set is loaded with one
  * query for both domains, so the cache keeps each domain's set (also an
  * empty one) for QUEUE_KEYS_TTL seconds.

@@ -33,6 +33,12 @@
  *   smtp_sasl_auth_soft_bounce: a wrong password must not bounce every
  *   queued message), 421 at any time, a malformed reply, the connection
  *   lost.  The message stays queued and is retried.
+ * - Opportunistic STARTTLS answered with an error (4xx/5xx other than
+ *   421) goes on in plain text on the same connection.  A failed
+ *   handshake cannot (the connection is in an unknown state): the session
+ *   fails, and the glue may connect again with tls NONE -- the transport
+ *   does so once for opportunistic, unverified routes
+ *   (mailbox/outbound/tls_fallback.h).
  * - A message larger than the server's SIZE fails permanently without
  *   being sent (RFC 1870, 552 5.3.4); one that needs SMTPUTF8 fails
  *   permanently when the server lacks it (RFC 6531 3.2, 5.6.7).  8-bit

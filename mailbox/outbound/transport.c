@@ -17,10 +17,16 @@
  * results to the send, reuse or close the connection, or fall back to the
  * next address or MX host.  A send's callback always runs from its own
  * zero timer, so the user may do anything in it.
+ *
+ * Opportunistic STARTTLS (tls_fallback.h): when the handshake fails, the
+ * address is remembered as "TLS broken" for an hour and the same address
+ * is tried once more without STARTTLS; while remembered, sessions to it
+ * skip STARTTLS.  Never for starttls/implicit routes or with verify.
  */
 #include "mailbox/outbound/transport.h"
 
 #include "mailbox/outbound/resolve.h"
+#include "mailbox/outbound/tls_fallback.h"
 #include "shared/log.h"
 #include "shared/tls.h"
 #include "shared/xmalloc.h"
@@ -51,6 +57,9 @@ struct outbound_transport {
 	struct dest *dests;
 	struct outbound_send *sends; /* every live send */
 	struct outbound_transport_stats st;
+	/* addresses whose STARTTLS handshake failed lately: opportunistic
+	 * sessions to them skip STARTTLS (tls_fallback.h) */
+	struct tls_fallback_cache *tls_broken;
 };
 
 /* A copy of what the route says about the connection. */
@@ -93,7 +102,9 @@ struct conn {
 	enum conn_state state;
 	int fd;
 	SSL *ssl;
-	bool starttls; /* the handshake follows STARTTLS (not implicit) */
+	bool starttls;     /* the handshake follows STARTTLS (not implicit) */
+	bool tls_fallback; /* the STARTTLS handshake failed and the policy allows
+	                      plain text: connect again to the same address */
 	ev_io io;
 	ev_timer timer;
 	struct smtp_client *client;
@@ -112,7 +123,8 @@ struct conn {
 	bool closed;
 	bool want_write; /* SSL wants the socket writable */
 	bool eof;
-	bool requeue; /* the send goes back in line for a fresh connection */
+	bool requeue;       /* the send goes back in line for a fresh connection */
+	unsigned fallbacks; /* plain-text reconnections so far (a loop guard) */
 };
 
 struct outbound_send {
@@ -329,7 +341,7 @@ static void conn_close_socket(struct conn *c)
 	}
 	smtp_client_free(&c->client);
 	c->want_tls = c->msg_done = c->closed = c->want_write = c->eof = c->requeue = false;
-	c->starttls = false;
+	c->starttls = c->tls_fallback = false;
 	c->messages = 0;
 }
 
@@ -447,6 +459,10 @@ static void on_msg_done(void *arg, const struct smtp_client_msg *msg,
 	(void)msg;
 	c->msg_done = true;
 	if (s == NULL)
+		return;
+	/* The STARTTLS handshake failed on an opportunistic session: the
+	 * same address again, without STARTTLS (conn_settle()). */
+	if (c->tls_fallback && c->messages == 0)
 		return;
 	/* Fall back to the next address/host on a session failure that is not
 	 * a 5xx (connection lost, 4xx greeting, TLS trouble) before any
@@ -675,6 +691,34 @@ static SSL_CTX *dest_ssl_ctx(struct dest *d, const char **errstr_r)
 
 static void conn_start_smtp(struct conn *c);
 
+static uint64_t now_ms(const struct outbound_transport *t)
+{
+	double now = ev_now(t->loop);
+
+	return now > 0 ? (uint64_t)(now * 1000.0) : 0;
+}
+
+/* The STARTTLS handshake failed: when the route's policy allows plain
+ * text, remember the address as "TLS broken" and have conn_settle()
+ * connect to it again without STARTTLS. */
+static void conn_tls_broken(struct conn *c, const char *why)
+{
+	struct dest *d = c->d;
+	char key[TLS_FALLBACK_KEY_MAX], q[400];
+
+	if (!tls_fallback_allowed(d->tls, d->verify))
+		return;
+	tls_fallback_cache_add(d->t->tls_broken,
+	                       tls_fallback_key(key, sizeof(key), c->addr_str, d->port),
+	                       now_ms(d->t), TLS_FALLBACK_TTL_MS);
+	c->tls_fallback = c->send != NULL && c->fallbacks < 16;
+	log_warn("msg=\"outbound tls failed, falling back to plain text\" dest=%s host=%s addr=%s "
+	         "port=%u error=%s plain_for=%us retry_now=%s",
+	         d->host, cur_host(c), c->addr_str, (unsigned)d->port,
+	         log_quote(q, sizeof(q), why != NULL ? why : "?"),
+	         (unsigned)(TLS_FALLBACK_TTL_MS / 1000u), c->tls_fallback ? "yes" : "no");
+}
+
 static void conn_handshake_done(struct conn *c, bool ok, const char *why)
 {
 	struct outbound_transport *t = c->d->t;
@@ -696,6 +740,7 @@ static void conn_handshake_done(struct conn *c, bool ok, const char *why)
 		if (!ok) {
 			SSL_free(c->ssl);
 			c->ssl = NULL;
+			conn_tls_broken(c, why);
 		}
 		smtp_client_tls_done(c->client, ok);
 		conn_settle(c);
@@ -820,6 +865,14 @@ static void conn_settle(struct conn *c)
 				conn_drop(c); /* gives s a new connection */
 				return;
 			}
+			if (c->send != NULL && c->tls_fallback) {
+				/* the same address again, in plain text (the
+				 * address is now in t->tls_broken) */
+				c->fallbacks++;
+				conn_close_socket(c);
+				conn_next_target(c);
+				return;
+			}
 			if (c->send != NULL) {
 				/* a session failure worth another address or host */
 				conn_close_socket(c);
@@ -880,6 +933,9 @@ static void conn_start_smtp(struct conn *c)
 {
 	struct dest *d = c->d;
 	struct outbound_transport *t = d->t;
+	char key[TLS_FALLBACK_KEY_MAX];
+	uint64_t until = 0, now = now_ms(t);
+	bool plain;
 	struct smtp_client_config cc = {
 	        .helo_name = t->helo,
 	        .tls = d->tls == OUTBOUND_TLS_NONE            ? SMTP_CLIENT_TLS_NONE
@@ -893,6 +949,19 @@ static void conn_start_smtp(struct conn *c)
 	const char *err = NULL;
 	struct outbound_send *s = c->send;
 
+	/* opportunistic only: an address whose handshake failed lately gets
+	 * no STARTTLS (tls_fallback.h) */
+	plain = tls_fallback_allowed(d->tls, d->verify) &&
+	        tls_fallback_cache_has(t->tls_broken,
+	                               tls_fallback_key(key, sizeof(key), c->addr_str, d->port),
+	                               now, &until);
+	if (plain) {
+		cc.tls = SMTP_CLIENT_TLS_NONE;
+		log_info("msg=\"outbound tls skipped\" dest=%s host=%s addr=%s port=%u "
+		         "reason=\"STARTTLS handshake failed recently\" tls_again_in=%llus",
+		         d->host, cur_host(c), c->addr_str, (unsigned)d->port,
+		         (unsigned long long)((until - now + 999) / 1000));
+	}
 	c->state = C_SMTP;
 	c->client = smtp_client_new(&cc, &client_ops, c, &err);
 	if (c->client == NULL) {
@@ -1333,11 +1402,13 @@ struct outbound_transport *outbound_transport_new(struct ev_loop *loop,
 
 	t->loop = loop;
 	apply_config(t, cfg);
+	t->tls_broken = tls_fallback_cache_new(0);
 	t->res = outbound_resolver_new(loop, &cfg->outbound.dns_servers, 0, &err);
 	if (t->res == NULL) {
 		char q[300];
 		log_error("msg=\"outbound resolver setup failed\" error=%s",
 		          log_quote(q, sizeof(q), err ? err : "?"));
+		tls_fallback_cache_free(&t->tls_broken);
 		free(t->helo);
 		free(t);
 		return NULL;
@@ -1398,6 +1469,7 @@ void outbound_transport_free(struct outbound_transport **tp)
 		dest_free(d);
 	}
 	outbound_resolver_free(&t->res);
+	tls_fallback_cache_free(&t->tls_broken);
 	free(t->helo);
 	free(t);
 }

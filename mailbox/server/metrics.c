@@ -9,6 +9,9 @@
  */
 #include "mailbox/server/metrics.h"
 
+#include "mailbox/imap/blob_cache.h"
+#include "mailbox/imap/server.h"
+#include "mailbox/outbound/queue.h"
 #include "mailbox/store/blob.h"
 #include "mailbox/store/mem.h"
 #include "mailbox/store/pg.h"
@@ -233,8 +236,130 @@ static void store_family(struct buf *o, const struct store_row *rows, size_t n, 
 	}
 }
 
+/* One sample without labels under its own family. */
+static void single(struct buf *o, const char *name, const char *type, const char *help, uint64_t v)
+{
+	family(o, name, type, help);
+	buf_printf(o, "%s %" PRIu64 "\n", name, v);
+}
+
+/* The outbound queue engine and its SMTP transport (mailbox/outbound/). */
+static void outbound_families(struct buf *o, const struct outbound_queue *q)
+{
+	static const char *const attempt_labels[OUTBOUND_ATTEMPT_RESULTS] = {
+	        [OUTBOUND_ATTEMPT_DELIVERED] = "delivered",
+	        [OUTBOUND_ATTEMPT_DEFERRED] = "deferred",
+	        [OUTBOUND_ATTEMPT_BOUNCED] = "bounced",
+	        [OUTBOUND_ATTEMPT_FAILED] = "failed",
+	};
+	struct outbound_queue_stats st;
+	const struct outbound_transport_stats *tr = &st.transport;
+
+	outbound_queue_stats(q, &st);
+	family(o, "tailpost_mailbox_outbound_attempts_total", "counter",
+	       "Delivery attempts per recipient, by result: delivered, deferred (retried "
+	       "later), bounced (failed with a DSN to the sender), failed (no DSN wanted).");
+	for (size_t i = 0; i < OUTBOUND_ATTEMPT_RESULTS; i++)
+		buf_printf(o,
+		           "tailpost_mailbox_outbound_attempts_total{result=\"%s\"} %" PRIu64 "\n",
+		           attempt_labels[i], st.attempts[i]);
+	single(o, "tailpost_mailbox_outbound_results_unrecorded_total", "counter",
+	       "Attempt results not written (the lease had expired or the write failed): the "
+	       "recipient is tried again.",
+	       st.unrecorded);
+	family(o, "tailpost_mailbox_outbound_dsn_total", "counter",
+	       "DSNs (bounces and delay notices) for senders, by outcome: stored (delivered "
+	       "locally or queued) or error (retried with the recipient).");
+	buf_printf(o, "tailpost_mailbox_outbound_dsn_total{result=\"stored\"} %" PRIu64 "\n",
+	           st.dsn_stored);
+	buf_printf(o, "tailpost_mailbox_outbound_dsn_total{result=\"error\"} %" PRIu64 "\n",
+	           st.dsn_failed);
+	family(o, "tailpost_mailbox_outbound_claims_total", "counter",
+	       "Claim queries of the delivery workers, by outcome.");
+	buf_printf(o, "tailpost_mailbox_outbound_claims_total{result=\"ok\"} %" PRIu64 "\n",
+	           st.claims);
+	buf_printf(o, "tailpost_mailbox_outbound_claims_total{result=\"error\"} %" PRIu64 "\n",
+	           st.claim_errors);
+	single(o, "tailpost_mailbox_outbound_claimed_messages_total", "counter",
+	       "Messages taken from the queue by this instance.", st.claimed_msgs);
+	single(o, "tailpost_mailbox_outbound_claimed_recipients_total", "counter",
+	       "Recipients leased by this instance.", st.claimed_rcpts);
+	single(o, "tailpost_mailbox_outbound_in_flight", "gauge",
+	       "Messages this instance is delivering now.", st.in_flight);
+	if (st.depth_known) {
+		single(o, "tailpost_mailbox_outbound_queue_messages", "gauge",
+		       "Messages in the shared queue with work left (counted every 10 s).",
+		       st.depth_msgs);
+		single(o, "tailpost_mailbox_outbound_queue_recipients_pending", "gauge",
+		       "Pending recipients in the shared queue (counted every 10 s).",
+		       st.depth_rcpts);
+		single(o, "tailpost_mailbox_outbound_queue_recipients_due", "gauge",
+		       "Pending recipients whose next attempt is due (counted every 10 s).",
+		       st.depth_due);
+		single(o, "tailpost_mailbox_outbound_queue_recipients_leased", "gauge",
+		       "Pending recipients under a live lease of any instance (counted every 10 "
+		       "s).",
+		       st.depth_leased);
+		family(o, "tailpost_mailbox_outbound_queue_oldest_seconds", "gauge",
+		       "Age of the oldest message in the queue (counted every 10 s).");
+		buf_printf(o, "tailpost_mailbox_outbound_queue_oldest_seconds %.3f\n",
+		           st.depth_oldest_s);
+	}
+	single(o, "tailpost_mailbox_outbound_connections_total", "counter",
+	       "Outbound SMTP connections established.", tr->connections);
+	single(o, "tailpost_mailbox_outbound_connection_reuses_total", "counter",
+	       "Messages sent on an already used outbound connection.", tr->reused);
+	single(o, "tailpost_mailbox_outbound_tls_sessions_total", "counter",
+	       "Outbound TLS sessions established (implicit TLS and STARTTLS).", tr->tls);
+	family(o, "tailpost_mailbox_outbound_transport_recipients_total", "counter",
+	       "Recipient results of the SMTP transport: delivered, tempfail, permfail.");
+	buf_printf(o,
+	           "tailpost_mailbox_outbound_transport_recipients_total{result=\"delivered\"} "
+	           "%" PRIu64 "\n",
+	           tr->delivered);
+	buf_printf(o,
+	           "tailpost_mailbox_outbound_transport_recipients_total{result=\"tempfail\"} "
+	           "%" PRIu64 "\n",
+	           tr->tempfail);
+	buf_printf(o,
+	           "tailpost_mailbox_outbound_transport_recipients_total{result=\"permfail\"} "
+	           "%" PRIu64 "\n",
+	           tr->permfail);
+	single(o, "tailpost_mailbox_outbound_sends_active", "gauge",
+	       "Transport sends not yet finished (waiting for a connection or in the dialogue).",
+	       tr->active);
+}
+
+/* The IMAP body cache (mailbox/imap/blob_cache.h), process-wide. */
+static void imap_cache_families(struct buf *o)
+{
+	struct imap_blob_cache_stats st;
+
+	imap_server_cache_stats(&st);
+	family(o, "tailpost_mailbox_imap_body_cache_lookups_total", "counter",
+	       "IMAP body cache lookups, by result.");
+	buf_printf(o,
+	           "tailpost_mailbox_imap_body_cache_lookups_total{result=\"hit\"} %" PRIu64 "\n",
+	           st.hits);
+	buf_printf(o,
+	           "tailpost_mailbox_imap_body_cache_lookups_total{result=\"miss\"} %" PRIu64 "\n",
+	           st.misses);
+	single(o, "tailpost_mailbox_imap_body_cache_stores_total", "counter",
+	       "Entries added to the IMAP body cache.", st.stores);
+	single(o, "tailpost_mailbox_imap_body_cache_evictions_total", "counter",
+	       "Entries dropped from the IMAP body cache to make room.", st.evicts);
+	single(o, "tailpost_mailbox_imap_body_cache_bytes", "gauge",
+	       "Message octets held by the IMAP body cache.", st.bytes);
+	single(o, "tailpost_mailbox_imap_body_cache_entries", "gauge",
+	       "Entries held by the IMAP body cache.", st.entries);
+	single(o, "tailpost_mailbox_imap_body_cache_limit_bytes", "gauge",
+	       "The IMAP body cache bound (imap.blob_cache_size; 0 before the first IMAP "
+	       "connection).",
+	       st.limit);
+}
+
 void metrics_render(struct buf *o, struct pg_pool *pg, struct blob_store *blob,
-                    struct mem_store *mem)
+                    struct mem_store *mem, const struct outbound_queue *outq)
 {
 #define OFF(f) offsetof(struct metrics_listener, f)
 	per_listener(o, "tailpost_mailbox_connections_total", "counter",
@@ -280,6 +405,10 @@ void metrics_render(struct buf *o, struct pg_pool *pg, struct blob_store *blob,
 	for (int c = 1; c <= 5; c++)
 		buf_printf(o, "tailpost_mailbox_http_responses_total{code=\"%dxx\"} %" PRIu64 "\n",
 		           c, http_by_class[c]);
+
+	if (outq != NULL)
+		outbound_families(o, outq);
+	imap_cache_families(o);
 
 	family(o, "tailpost_mailbox_blob_gc_runs_total", "counter",
 	       "Blob collection runs of this instance, by outcome.");

@@ -22,6 +22,7 @@
 struct pg_pool;
 struct blob_store;
 struct mem_store;
+struct outbound_queue;
 
 /* PROXY gate outcomes that drop a connection, as metric label values:
  * our own reasons, then one per decoder error (pp_status_name). */
@@ -80,9 +81,11 @@ void metrics_http_response(int status); /* admin API / health responses */
 /* One blob collection run (mailbox/server/gc_timer.c) ended, ok or not. */
 void metrics_blob_gc(bool ok, uint64_t deleted, uint64_t failed, uint64_t bytes, double seconds);
 
-/* Append the whole exposition to out; store pointers may be NULL. */
+/* Append the whole exposition to out; store pointers may be NULL, and so
+ * may outq (then the outbound families are left out).  The IMAP body
+ * cache counters come from imap_server_cache_stats() (process-wide). */
 void metrics_render(struct buf *out, struct pg_pool *pg, struct blob_store *blob,
-                    struct mem_store *mem);
+                    struct mem_store *mem, const struct outbound_queue *outq);
 
 /* Free the registry (end of process; for leak checkers). */
 void metrics_free(void);

@@ -116,6 +116,11 @@ struct mem_store *server_mem(const struct server *s)
 	return s->mem;
 }
 
+struct outbound_queue *server_outbound(const struct server *s)
+{
+	return s->outq;
+}
+
 struct password_pool *server_passwords(const struct server *s)
 {
 	return s->pw;

@@ -32,6 +32,7 @@ struct blob_store;
 struct conn_proto;
 struct jobs;
 struct mem_store;
+struct outbound_queue;
 struct password_pool;
 struct pg_pool;
 struct server;
@@ -50,6 +51,8 @@ const struct mailbox_config *server_config(const struct server *s);
 struct pg_pool *server_pg(const struct server *s);
 struct blob_store *server_blob(const struct server *s);
 struct mem_store *server_mem(const struct server *s);
+/* The outbound queue engine (for its counters), or NULL before it started. */
+struct outbound_queue *server_outbound(const struct server *s);
 struct password_pool *server_passwords(const struct server *s);
 /* The blocking-work thread for the admin API (directory functions). */
 struct jobs *server_jobs(const struct server *s);

@@ -5,17 +5,27 @@ tailpost-edge under a temporary state dir on a free port range, sends a
 message through the edge with swaks, reads it back over IMAPS through the
 edge with curl, restarts the stack and finds the message again, then
 purges.  Everything is stopped by deploy/local/down, by PID.
+
+Outbound: without TAILPOST_SMARTHOST the stack routes everything by MX
+(checked in the config, the banner and stack.env); with it (a private
+Postfix smarthost with SASL AUTH and STARTTLS, started by the test, never
+by `make run`) a message submitted through the edge leaves through it.
 """
 import os
 import random
+import re
 import shutil
+import smtplib
 import socket
+import ssl
 import subprocess
 import tempfile
 
 import pytest
 
 import harness
+import postfix_util
+from mailbox_util import Certs
 
 UP = harness.ROOT / "deploy" / "local" / "up"
 DOWN = harness.ROOT / "deploy" / "local" / "down"
@@ -59,9 +69,10 @@ def stack():
                TAILPOST_BIN_DIR=str(harness.BUILD / "bin"),
                TAILPOST_NO_BUILD="1")
 
-    def run(cmd, *args, timeout=180):
-        r = subprocess.run([str(cmd), *args], env=env, stdin=subprocess.DEVNULL,
-                           capture_output=True, text=True, timeout=timeout)
+    def run(cmd, *args, timeout=180, extra_env=None):
+        r = subprocess.run([str(cmd), *args], env=dict(env, **(extra_env or {})),
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=timeout)
         return r
 
     yield run, state
@@ -85,6 +96,13 @@ def test_local_stack_send_read_restart(stack):
     assert "demo account:" in r.stdout
     env = _env(harness.pathlib.Path(state) / "stack.env")
     assert env["TAILPOST_MAILBOX_RUNNING"] == "1"
+    # no smarthost given: everything non-local goes by MX, and the banner
+    # says what that needs
+    assert env["TAILPOST_OUTBOUND_ROUTE"] == "mx"
+    assert "straight to their MX hosts on port 25" in r.stdout
+    assert "TAILPOST_SMARTHOST=" in r.stdout
+    cfg = (harness.pathlib.Path(state) / "mailbox.yaml").read_text()
+    assert re.search(r'domains: \["\*"\], type: mx', cfg), cfg
     host, port = env["TAILPOST_EDGE_SMTP"].split(":")
     user, pw = env["TAILPOST_DEMO_USER"], env["TAILPOST_DEMO_PASSWORD"]
 
@@ -127,3 +145,61 @@ def test_local_stack_send_read_restart(stack):
     d = run(DOWN, "--purge")
     assert d.returncode == 0
     assert not os.path.exists(os.path.join(state, "pg"))
+
+
+def test_local_stack_smarthost(stack, tmp_path):
+    run, state = stack
+    certs = Certs(tmp_path / "certs")
+    cert, key = certs.issue("smarthost")
+    pf = postfix_util.start_smarthost("local-smarthost", cert, key,
+                                      users={"relayuser": "relay-pw-1"})
+    try:
+        # bad settings stop `up` before anything starts
+        for bad, why in (({"TAILPOST_SMARTHOST": "no-port"}, "expected host:port"),
+                         ({"TAILPOST_SMARTHOST": "h:x1"}, "the port must be a number"),
+                         ({"TAILPOST_SMARTHOST": "h:25", "TAILPOST_SMARTHOST_TLS": "maybe"},
+                          "expected implicit, starttls"),
+                         ({"TAILPOST_SMARTHOST": "h:25", "TAILPOST_SMARTHOST_USER": "u"},
+                          "TAILPOST_SMARTHOST_PASSWORD")):
+            r = run(UP, "--detach", extra_env=bad)
+            assert r.returncode != 0 and why in r.stderr, (bad, r.stdout, r.stderr)
+            assert not os.path.exists(os.path.join(state, "pg")), "something was started"
+
+        r = run(UP, "--detach", extra_env={
+            "TAILPOST_SMARTHOST": f"127.0.0.1:{pf['port']}",
+            "TAILPOST_SMARTHOST_USER": "relayuser",
+            "TAILPOST_SMARTHOST_PASSWORD": "relay-pw-1",
+            "TAILPOST_SMARTHOST_CA": str(certs.ca)})
+        assert r.returncode == 0, r.stdout + r.stderr + _logs(state)
+        assert f"relayed to 127.0.0.1:{pf['port']} (tls starttls, AUTH as relayuser)" in r.stdout
+        env = _env(harness.pathlib.Path(state) / "stack.env")
+        assert env["TAILPOST_OUTBOUND_ROUTE"] == "relay"
+        # the password is not in the config, only in a private file
+        cfg = (harness.pathlib.Path(state) / "mailbox.yaml").read_text()
+        assert "relay-pw-1" not in cfg and "type: relay" in cfg
+        secret = os.path.join(state, "secrets", "smarthost-password")
+        assert os.stat(secret).st_mode & 0o077 == 0
+
+        # submitted through the edge with AUTH (STARTTLS, self-signed)
+        user, pw = env["TAILPOST_DEMO_USER"], env["TAILPOST_DEMO_PASSWORD"]
+        host, port = env["TAILPOST_EDGE_SUBMISSION"].split(":")
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        msgid = f"<local-{os.urandom(6).hex()}@example.test>"
+        with smtplib.SMTP(host, int(port), timeout=30) as c:
+            c.starttls(context=ctx)
+            c.login(user, pw)
+            c.sendmail(user, ["someone@remote.example"],
+                       (f"From: {user}\r\nTo: someone@remote.example\r\n"
+                        f"Subject: out through the smarthost\r\nMessage-ID: {msgid}\r\n"
+                        "\r\nhello out there\r\n").encode())
+        got = harness.wait_for(
+            lambda: postfix_util.smarthost_messages(pf, "someone@remote.example"),
+            timeout=60, what="the message in the smarthost's Maildir")
+        assert msgid.encode() in got[0] and b"hello out there" in got[0]
+        log = open(os.path.join(state, "log", "mailbox.log"), errors="replace").read()
+        assert "route=smarthost" in log and "result=sent" in log, log[-3000:]
+    finally:
+        run(DOWN)
+        postfix_util.stop_postfix(pf)

@@ -497,6 +497,26 @@ def test_api_queue(sm):
     assert st == 200 and body == {"id": q2, "retried": 2}
     assert all(x["due"] for x in rcpt_rows(sm, q2))
     assert not any(x["due"] for x in rcpt_rows(sm, q1))
+    # retry all (the CLI's `queue retry --all`): every pending recipient,
+    # not the ones that are done
+    sm.postgres.psql("UPDATE queue_rcpts SET next_attempt = now() + interval '1 hour'"
+                     f" WHERE message_id IN ({q1}, {q2})", dbname=sm.db.name)
+    sm.postgres.psql("UPDATE queue_rcpts SET status = 'sent'"
+                     " WHERE rcpt = 'api-three@remote.example'", dbname=sm.db.name)
+    pending = sm.query("SELECT count(*) AS n FROM queue_rcpts WHERE status = 'pending'")[0]["n"]
+    st, body, _ = api(sm, "POST", "/api/v1/queue/retry")
+    assert st == 200 and body == {"retried": pending}, body
+    assert pending >= 2
+    assert all(x["due"] for x in rcpt_rows(sm, q1))
+    rows = {x["rcpt"]: x for x in rcpt_rows(sm, q2)}
+    assert rows["api-two@remote.example"]["due"]
+    assert not rows["api-three@remote.example"]["due"]
+    st, body, head = api(sm, "GET", "/api/v1/queue/retry")
+    assert st == 405 and "Allow: POST" in head
+    st, body, head = api(sm, "DELETE", "/api/v1/queue/retry")
+    assert st == 405 and "Allow: POST" in head
+    st, body, _ = curl(sm.ports["admin"], "POST", "/api/v1/queue/retry")
+    assert st == 401
 
     st, body, _ = api(sm, "DELETE", f"/api/v1/queue/{q1}")
     assert st == 204 and body is None

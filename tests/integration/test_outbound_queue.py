@@ -285,6 +285,38 @@ def test_relay_delivers_dkim_signed(tmp_path, postgres, postgres_db, smarthost, 
     assert not ok
 
 
+def test_dkim_signs_only_for_the_senders_domain(tmp_path, postgres, postgres_db, smarthost,
+                                               dkim_keys):
+    """A From: in another of our domains is not signed for that domain:
+    alice@example.org must not get mail signed by other.example."""
+    sm = make_mailbox(tmp_path, postgres, postgres_db, smarthost["port"], ca=smarthost["ca"])
+    sm.setup_directory()
+    sm.postgres.psql("INSERT INTO domains(name) VALUES ('other.example')", dbname=sm.db.name)
+    insert_keys(sm, {"ed25519": dkim_keys["ed25519"]}, domain="example.org")
+    insert_keys(sm, {"rsa": dkim_keys["rsa"]}, domain="other.example")
+    sm.start()
+    try:
+        submit(sm, ["x1@remote.example"], subject="forged from",
+               extra_headers="Reply-To: ceo@other.example\r\n")
+        conn = smtplib.SMTP("127.0.0.1", sm.ports["subplain"], timeout=30)
+        conn.login(SENDER, PASSWORDS[SENDER])
+        conn.sendmail(SENDER, ["x2@remote.example"],
+                      b"From: CEO <ceo@other.example>\r\nTo: x2@remote.example\r\n"
+                      b"Subject: forged\r\nMessage-ID: <forged@x>\r\n\r\nPay now.\r\n")
+        conn.quit()
+        first = wait_maildir(smarthost, "x1@remote.example")[0]
+        forged = wait_maildir(smarthost, "x2@remote.example")[0]
+        wait_queue_empty(sm)
+    finally:
+        rc = sm.stop()
+    assert rc == 0, f"exit status {rc}"
+    for got in (first, forged):
+        doms = re.findall(rb"^DKIM-Signature:.*?d=([a-z0-9.-]+);", got, re.M | re.S)
+        assert doms == [b"example.org"], (doms, got[:600])
+    assert any(d.get("from_domain") == "other.example" for d in sm.mb.lines()
+               if d.get("msg", "").startswith("outbound: From: domain differs"))
+
+
 def test_implicit_tls_route(tmp_path, postgres, postgres_db, smarthost):
     sm = make_mailbox(tmp_path, postgres, postgres_db, smarthost["tls_port"], tls="implicit",
                       ca=smarthost["ca"])
@@ -362,6 +394,36 @@ def test_sighup_applies_new_routes(tmp_path, postgres, postgres_db, smarthost):
     assert rc == 0, f"exit status {rc}"
     assert msgid.encode() in got[0]
     assert any(d.get("msg") == "outbound queue reconfigured" for d in sm.mb.lines())
+
+
+def test_api_retry_wakes_the_workers(tmp_path, postgres, postgres_db, smarthost):
+    # poll and retry an hour apart: only the kick sent by POST
+    # /api/v1/queue/retry can make the deferred message go now
+    from test_mailbox_admin_api import curl
+    stop_master(smarthost)
+    sm = make_mailbox(tmp_path, postgres, postgres_db, smarthost["port"], ca=smarthost["ca"],
+                      retry="1h")
+    sm.extra = sm.extra.replace("poll: 300ms", "poll: 1h")
+    sm.write_config()
+    sm.setup_directory()
+    token = sm.cli("token", "add", "retry-test").strip()
+    sm.start()
+    try:
+        submit(sm, ["kicked@remote.example"])
+        harness.wait_for(lambda: attempts_logged(sm, rcpt="kicked@remote.example",
+                                                 result="deferred"),
+                         timeout=30, what="a deferred attempt")
+        restart_master(smarthost)
+        time.sleep(1)
+        assert maildir_msgs(smarthost, "kicked@remote.example") == []
+        st, body, _ = curl(sm.ports["admin"], "POST", "/api/v1/queue/retry", token=token)
+        assert st == 200 and body == {"retried": 1}, body
+        got = wait_maildir(smarthost, "kicked@remote.example", timeout=20)
+        wait_queue_empty(sm)
+    finally:
+        rc = sm.stop()
+    assert rc == 0, f"exit status {rc}"
+    assert len(got) == 1
 
 
 def test_5xx_bounces_to_the_sender(tmp_path, postgres, postgres_db, smarthost):
@@ -620,15 +682,21 @@ def test_sigkill_during_delivery_loses_nothing(tmp_path, postgres, postgres_db, 
     assert len(dups) <= int(leased), (dups, leased)
 
 
-def test_sigterm_releases_leases(tmp_path, postgres, postgres_db):
-    # A "smarthost" that accepts connections and never greets: the send is
-    # in flight when SIGTERM comes; after the drain grace the daemon gives
-    # the lease back instead of leaving it to expire.
+def _hole():
+    """A "smarthost" that accepts connections and never greets."""
     import socket
     hole = socket.socket()
     hole.bind(("127.0.0.1", 0))
     hole.listen(16)
-    port = hole.getsockname()[1]
+    return hole, hole.getsockname()[1]
+
+
+def test_sigterm_keeps_leases_of_sends_in_flight(tmp_path, postgres, postgres_db):
+    # The send is in flight when SIGTERM comes: the remote side may already
+    # have the message, so after the drain grace the daemon leaves the lease
+    # to expire (retried later, as after a crash) instead of handing the
+    # recipient to another instance at once.
+    hole, port = _hole()
     sm = make_mailbox(tmp_path, postgres, postgres_db, port, tls="none", auth=False)
     sm.setup_directory()
     sm.start()
@@ -642,7 +710,33 @@ def test_sigterm_releases_leases(tmp_path, postgres, postgres_db):
     assert rc == 0
     rows = queue_rows(sm)
     assert len(rows) == 1, rows
-    assert rows[0]["status"] == "pending" and rows[0]["lease_owner"] is None, rows
-    assert rows[0]["attempts"] == 0, rows
-    assert any(d.get("msg") == "outbound leases released" and d.get("rcpts") == "1"
+    assert rows[0]["status"] == "pending" and rows[0]["lease_owner"] is not None, rows
+    assert rows[0]["attempts"] == 1, rows
+    assert any(d.get("msg", "").startswith("outbound: deliveries cut short") and
+               d.get("rcpts") == "1" for d in sm.mb.lines())
+    assert any(d.get("msg") == "outbound leases released" and d.get("rcpts") == "0"
                for d in sm.mb.lines())
+
+
+def test_lease_renewed_while_a_send_is_slow(tmp_path, postgres, postgres_db):
+    # A send that outlives outbound.lease (10 s here) must not be claimed
+    # again: the leases of messages in flight are renewed every lease/3.
+    hole, port = _hole()
+    sm = make_mailbox(tmp_path, postgres, postgres_db, port, tls="none", auth=False,
+                      lease="10s")
+    sm.setup_directory()
+    sm.start()
+    try:
+        submit(sm, ["slow@remote.example"])
+        harness.wait_for(lambda: (lambda r: r and r[0]["lease_owner"])(queue_rows(sm)),
+                         timeout=30, what="a lease")
+        first = queue_rows(sm)[0]
+        time.sleep(16)
+        rows = sm.query("SELECT attempts, lease_owner, lease_until > now() AS live"
+                        " FROM queue_rcpts")
+    finally:
+        sm.stop()
+        hole.close()
+    assert len(rows) == 1, rows
+    assert rows[0]["attempts"] == 1, rows
+    assert rows[0]["lease_owner"] == first["lease_owner"] and rows[0]["live"] is True, rows

@@ -17,7 +17,13 @@ tests.  What is checked:
     implicit MX (no MX, an A record), null MX (RFC 7505) and NXDOMAIN
     permanent (5.1.2);
   - connection reuse (two messages, one connection) and
-    max_per_destination (parallel sends wait for the one connection).
+    max_per_destination (parallel sends wait for the one connection);
+  - opportunistic STARTTLS whose handshake fails (a scripted server that
+    offers STARTTLS, then answers the ClientHello with garbage or closes):
+    the same address again in plain text, and the next message straight in
+    plain text (the address is remembered); STARTTLS refused with 454: on
+    in plain text in the same session; with tls starttls (verified or not)
+    or implicit the same failure is temporary and nothing goes out in clear.
 """
 import os
 import re
@@ -583,3 +589,172 @@ def test_relay_by_name_from_the_hosts_file(tmp_path, smarthost, certs, msg_file)
     assert res[0]["host"] == "localhost"
     assert re.search(r'msg="outbound tls" dest=localhost .* verified=yes', r.stderr), r.stderr
     delivered_copy(smarthost, "xena@y.test")
+
+
+class BrokenTlsSmtp:
+    """An SMTP server whose EHLO offers STARTTLS but whose TLS is broken.
+    STARTTLS is answered per `mode`:
+      "garbage": 220, then (after the client's first handshake bytes) a
+                 plain-text line instead of a ServerHello, then close;
+      "close":   220, then (after the client's first handshake bytes) close;
+      "454":     454 4.7.0 TLS not available (the session goes on).
+    Every other command as ScriptedSmtp (every transaction accepted).  Kept
+    per connection: whether STARTTLS was asked for and what was received."""
+
+    def __init__(self, port, mode):
+        import socket
+        import threading
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(8)
+        self.mode = mode
+        self.connections = 0
+        self.starttls = []    # connection numbers that sent STARTTLS
+        self.handshakes = []  # (connection, first bytes after our 220 to STARTTLS)
+        self.messages = []    # (connection, body)
+        self.lock = threading.Lock()
+        self.threading = threading
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.connections += 1
+                n = self.connections
+            self.threading.Thread(target=self._serve, args=(c, n), daemon=True).start()
+
+    def _serve(self, c, n):
+        f = c.makefile("rb")
+        c.settimeout(20)
+        try:
+            c.sendall(b"220 broken-tls ESMTP\r\n")
+            while True:
+                line = f.readline()
+                if not line:
+                    return
+                cmd = line[:4].upper()
+                if cmd == b"EHLO":
+                    c.sendall(b"250-broken-tls\r\n250-STARTTLS\r\n250 8BITMIME\r\n")
+                elif line.strip().upper() == b"STARTTLS":
+                    self.starttls.append(n)
+                    if self.mode == "454":
+                        c.sendall(b"454 4.7.0 TLS not available due to local problem\r\n")
+                        continue
+                    c.sendall(b"220 2.0.0 ready to start TLS\r\n")
+                    # wait for the ClientHello (deterministic: nothing of
+                    # ours arrives together with the 220)
+                    hello = c.recv(4096)
+                    self.handshakes.append((n, hello[:3]))
+                    if self.mode == "garbage":
+                        c.sendall(b"this is not TLS at all, sorry\r\n" * 4)
+                    return
+                elif cmd == b"MAIL" or cmd == b"RCPT":
+                    c.sendall(b"250 2.1.0 ok\r\n")
+                elif cmd == b"DATA":
+                    c.sendall(b"354 go\r\n")
+                    body = b""
+                    while True:
+                        dl = f.readline()
+                        if not dl or dl == b".\r\n":
+                            break
+                        body += dl
+                    self.messages.append((n, body))
+                    c.sendall(b"250 2.0.0 queued\r\n")
+                elif cmd == b"QUIT":
+                    c.sendall(b"221 2.0.0 bye\r\n")
+                    return
+                else:
+                    c.sendall(b"250 2.0.0 ok\r\n")
+        except OSError:
+            return
+        finally:
+            f.close()
+            c.close()
+
+    def close(self):
+        self.sock.close()
+
+
+STUFFED = MESSAGE.replace(b"\r\n.leading", b"\r\n..leading")
+
+
+@pytest.mark.parametrize("mode", ["garbage", "close"])
+def test_opportunistic_tls_handshake_failure_falls_back_to_plain(tmp_path, dns, msg_file, mode):
+    # mx.test's MX host is 127.0.0.1; the mx route is opportunistic (the mx default)
+    port = harness.free_port()
+    srv = BrokenTlsSmtp(port, mode)
+    try:
+        cfg = write_config(tmp_path, mx_route(port), dns_port=dns["port"],
+                           outbound_extra="  connection_reuse: 0s\n")
+        r, res, stats = send(cfg, ["yann@mx.test"], msg_file, "--repeat", "2")
+    finally:
+        srv.close()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert [x["outcome"] for x in res] == ["delivered", "delivered"], res
+    # 1: STARTTLS, the handshake fails; 2: the same address again without
+    # STARTTLS, message 1; 3: message 2 goes straight to plain text (the
+    # address is remembered as "TLS broken")
+    assert srv.connections == 3, (srv.connections, r.stderr)
+    assert srv.starttls == [1], srv.starttls
+    assert [(n, b[:1]) for n, b in srv.handshakes] == [(1, b"\x16")]  # a TLS record came
+    assert [n for n, _ in srv.messages] == [2, 3]
+    assert all(body == STUFFED for _, body in srv.messages)
+    assert stats["connections"] == 3 and stats["tls"] == 0 and stats["delivered"] == 2, stats
+    assert re.search(r'msg="outbound tls failed, falling back to plain text" dest=mx\.test '
+                     r'host=mail\.mx\.test addr=127\.0\.0\.1 port=%d error=.* plain_for=3600s '
+                     r'retry_now=yes' % port, r.stderr), r.stderr
+    assert len(re.findall(r'msg="outbound tls failed', r.stderr)) == 1, r.stderr
+    skipped = re.findall(r'msg="outbound tls skipped" dest=mx\.test host=mail\.mx\.test '
+                         r'addr=127\.0\.0\.1 port=%d reason="STARTTLS handshake failed '
+                         r'recently" tls_again_in=(\d+)s' % port, r.stderr)
+    assert len(skipped) == 2 and all(3500 < int(s) <= 3600 for s in skipped), r.stderr
+
+
+def test_opportunistic_starttls_refused_goes_on_in_plain(tmp_path, msg_file):
+    # a relay with tls: opportunistic; STARTTLS answered 454: the same
+    # session goes on without TLS (no new connection, nothing remembered)
+    port = harness.free_port()
+    srv = BrokenTlsSmtp(port, "454")
+    try:
+        cfg = write_config(tmp_path, relay_route(port, tls="opportunistic", user=None,
+                                                 verify=False))
+        r, res, stats = send(cfg, ["zoe@y.test"], msg_file)
+    finally:
+        srv.close()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert res[0]["outcome"] == "delivered", res
+    assert srv.connections == 1 and srv.starttls == [1]
+    assert srv.messages == [(1, STUFFED)]
+    assert "falling back to plain text" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("tls,verify", [("starttls", False), ("starttls", True),
+                                        ("implicit", False)])
+def test_required_tls_handshake_failure_never_plain(tmp_path, certs, msg_file, tls, verify):
+    port = harness.free_port()
+    srv = BrokenTlsSmtp(port, "garbage")
+    try:
+        cfg = write_config(tmp_path, relay_route(port, tls=tls, user=None, verify=verify,
+                                                 ca=certs.ca if verify else None),
+                           outbound_extra="  connection_reuse: 0s\n")
+        r, res, stats = send(cfg, ["abe@y.test"], msg_file, "--repeat", "2")
+    finally:
+        srv.close()
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert [x["outcome"] for x in res] == ["tempfail", "tempfail"], res
+    assert all("TLS" in x["text"] or "tls" in x["text"] for x in res), res
+    # one connection per message, each trying TLS; nothing in clear
+    assert srv.connections == 2, (srv.connections, r.stderr)
+    assert srv.messages == []
+    if tls == "starttls":
+        assert srv.starttls == [1, 2], srv.starttls
+    else:
+        assert srv.starttls == []  # our greeting was the handshake's garbage
+    assert stats["connections"] == 2 and stats["tls"] == 0, stats
+    assert "falling back to plain text" not in r.stderr, r.stderr
+    assert "outbound tls skipped" not in r.stderr, r.stderr
