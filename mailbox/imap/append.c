@@ -92,6 +92,34 @@ void imap_append_chunk(struct imap_session *s, const uint8_t *p, size_t n, bool 
 		s->spool_open = false;
 }
 
+/*
+ * Appended to the selected mailbox: RFC 3501 6.3.11, EXISTS follows.  When
+ * the store says the append was the only change since the session's last
+ * sync, the new UIDs join the map here (EXISTS goes out before the tagged
+ * OK); otherwise a sync finds them.
+ */
+static void append_selected(struct imap_session *s, const struct imap_append_job *j,
+                            uint32_t uidvalidity, const uint32_t *uids, size_t n)
+{
+	struct imap_selected *sel = &s->sel;
+	bool fits = s->wm_set && s->wm_before == sel->modseq && uidvalidity == sel->uidvalidity &&
+	            n == j->n && n > 0;
+
+	for (size_t i = 0; fits && i < n; i++)
+		fits = uids[i] > (i > 0 ? uids[i - 1] : imap_msgmap_max_uid(&sel->map));
+	if (!fits) {
+		s->wm_set = false;
+		sel->dirty = true;
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		imap_msgmap_append(&sel->map, uids[i]);
+		imap_sync_keywords(s, (const char *const *)j->msgs[i].flags, j->msgs[i].nflags);
+	}
+	if (!imap_sync_own_write(s, true))
+		sel->dirty = true;
+}
+
 static void append_done_k(struct imap_session *s, enum imap_store_status st, uint32_t uidvalidity,
                           const uint32_t *uids, size_t n)
 {
@@ -111,7 +139,7 @@ static void append_done_k(struct imap_session *s, enum imap_store_status st, uin
 		return;
 	}
 	if (s->state == IMAP_STATE_SELECTED && strcmp(j->mailbox, s->sel.name) == 0)
-		s->sel.dirty = true; /* RFC 3501 6.3.11: EXISTS follows */
+		append_selected(s, j, uidvalidity, uids, n);
 	imap_append_job_free(s);
 	if (n == 0) {
 		imap_cmd_finish(s, "OK", NULL, "Append completed");

@@ -56,11 +56,23 @@ static void expunge_synced(struct imap_session *s, enum imap_store_status st,
 static void expunge_done(struct imap_session *s, enum imap_store_status st, const uint32_t *uids,
                          size_t n, uint64_t modseq)
 {
+	char code[48];
+	bool current;
+
+	(void)modseq;
 	if (st != IMAP_STORE_OK) {
 		imap_cmd_store_fail(s, st, NULL);
 		return;
 	}
 	imap_sync_expunged(s, uids, n);
+	/* every message we expunged was announced just now */
+	current = imap_sync_own_write(s, true) && !s->sel.dirty;
+	if ((s->enabled & IMAP_EN_CONDSTORE) && current) {
+		/* nothing else happened: HIGHESTMODSEQ is known without a sync */
+		snprintf(code, sizeof(code), "[HIGHESTMODSEQ %" PRIu64 "]", s->sel.modseq);
+		imap_cmd_finish(s, "OK", code, "Expunge completed");
+		return;
+	}
 	if (s->enabled & IMAP_EN_CONDSTORE) {
 		s->sel.dirty = false;
 		s->k_changes = expunge_synced;

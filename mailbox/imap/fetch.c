@@ -652,6 +652,9 @@ static void seen_done(struct imap_session *s, enum imap_store_status st,
 {
 	struct imap_fetch_job *j = s->fetch;
 
+	/* the new flags go out with this FETCH, but only for the rows of this
+	 * batch: a sync follows unless nothing changed */
+	imap_sync_own_write(s, false);
 	/* a failure to set \Seen does not fail the FETCH */
 	if (st == IMAP_STORE_OK) {
 		for (size_t i = 0; i < n; i++) {

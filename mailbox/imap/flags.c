@@ -96,6 +96,7 @@ static void store_done(struct imap_session *s, enum imap_store_status st,
 	bool silent = s->store_silent;
 	uint32_t *modified;
 	size_t nmod = 0;
+	bool accounted = true;
 
 	if (st != IMAP_STORE_OK) {
 		imap_cmd_store_fail(s, st, NULL);
@@ -105,8 +106,10 @@ static void store_done(struct imap_session *s, enum imap_store_status st,
 	for (size_t i = 0; i < n; i++) {
 		uint32_t seq = imap_msgmap_seq(&s->sel.map, v[i].uid);
 
-		if (seq == 0)
+		if (seq == 0) {
+			accounted = false;
 			continue;
+		}
 		if (v[i].failed) {
 			modified[nmod++] = s->cmd_uid ? v[i].uid : seq;
 			continue;
@@ -134,6 +137,8 @@ static void store_done(struct imap_session *s, enum imap_store_status st,
 		}
 		imap_sync_reported(s, v[i].uid, v[i].modseq);
 	}
+	/* our own change is known now: no sync for it */
+	imap_sync_own_write(s, accounted);
 	if (nmod > 0) {
 		struct buf b;
 

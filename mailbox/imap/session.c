@@ -275,6 +275,7 @@ void imap_op_begin(struct imap_session *s, enum imap_op op)
 {
 	ASSERT(s->op == IMAP_OP_NONE);
 	s->op = op;
+	s->wm_set = false;
 }
 
 /* A completion for op arrived: false when it is to be ignored. */

@@ -145,6 +145,16 @@ void imap_session_append_done(struct imap_session *s, enum imap_store_status st,
 /* highestmodseq: the highest MODSEQ among the matches (0 if none). */
 void imap_session_search_done(struct imap_session *s, enum imap_store_status st,
                               const uint32_t *uids, size_t n, uint64_t highestmodseq);
+/*
+ * Optional, just before the answer to a store, expunge or append into the
+ * selected mailbox: the mailbox's HIGHESTMODSEQ before and after this
+ * session's write, which was the only change in between (the store held
+ * the mailbox row lock).  before == after: the write changed nothing.
+ * When before is what the session already knew, it takes after as known
+ * and needs no sync for its own change; otherwise it syncs.  A store that
+ * calls this must not notify the session of that write itself.
+ */
+void imap_session_write_modseq(struct imap_session *s, uint64_t before, uint64_t after);
 /* The mailbox's state at the time of the query; a different uidvalidity
  * means it was deleted and recreated (the session says BYE). */
 void imap_session_changes_done(struct imap_session *s, enum imap_store_status st,

@@ -181,6 +181,9 @@ struct imap_session {
 	struct imap_copy_job *copy;
 	char *pending_name; /* mailbox name of a request in flight */
 	bool store_silent;  /* STORE ...FLAGS.SILENT */
+	/* imap_session_write_modseq of the outstanding write */
+	bool wm_set;
+	uint64_t wm_before, wm_after;
 	uint64_t qresync_since;
 	uint32_t *qresync_known;
 	size_t nqresync_known;
@@ -271,6 +274,13 @@ void imap_sync_reported(struct imap_session *s, uint32_t uid, uint64_t modseq);
 /* Write EXPUNGE/VANISHED for the UIDs now (they must be in the map) and
  * drop them from it. */
 void imap_sync_expunged(struct imap_session *s, const uint32_t *uids, size_t n);
+/* After the session's own write answered with imap_session_write_modseq:
+ * accounted says every change it made is in the client's view (responses
+ * sent, map updated).  Returns true when sel.modseq now includes the write
+ * (nothing else changed since the last sync); otherwise, if the write
+ * changed something, sel.dirty is set.  Without a report: false, no
+ * change (notifications then do the work, as for any other write). */
+bool imap_sync_own_write(struct imap_session *s, bool accounted);
 /* A keyword may be new: announce FLAGS/PERMANENTFLAGS if so. */
 void imap_sync_keywords(struct imap_session *s, const char *const *flags, size_t n);
 /* Write "* FLAGS (...)" and "* OK [PERMANENTFLAGS (...)]". */

@@ -41,6 +41,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #define BLOB_READ_MAX (IMAP_READ_CHUNK + 4096)
@@ -63,6 +65,7 @@ struct imap_pg_append {
 	struct mime_result **mimes;     /* per message, once parsed */
 	char (*keys)[BLOB_KEY_LEN + 1]; /* per message, once put */
 	bool stored;                    /* the statement succeeded */
+	bool own;                       /* reported with imap_session_write_modseq */
 };
 
 /* Parameters of one message in the delivery statement. */
@@ -89,6 +92,14 @@ static enum imap_store_status pg_status(const PGresult *res, const char *errstr)
 static void query(struct imap_pg *p, const char *sql, int n, const char *const *params, pg_cb *cb)
 {
 	p->req = pg_query(p->pg, sql, n, params, cb, p);
+}
+
+/* The same for the statements every session runs over and over: each
+ * connection parses and plans them once (pg_query_prepared). */
+static void query_prep(struct imap_pg *p, const char *sql, int n, const char *const *params,
+                       pg_cb *cb)
+{
+	p->req = pg_query_prepared(p->pg, sql, n, params, cb, p);
 }
 
 static void kick(struct imap_pg *p)
@@ -132,14 +143,30 @@ static const char *str_or_null(const PGresult *res, int row, int col)
 	return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
 }
 
-static void publish(struct imap_pg *p, int64_t mbox)
+static void publish_msg(struct imap_pg *p, int64_t mbox, const char *msg)
 {
 	char ch[64];
 
 	if (p->mem == NULL || mbox <= 0)
 		return;
 	snprintf(ch, sizeof(ch), IMAP_PG_CHANNEL_FMT, (long long)mbox);
-	mem_publish(p->mem, ch, "changed", 7, NULL, NULL);
+	mem_publish(p->mem, ch, msg, strlen(msg), NULL, NULL);
+}
+
+/* Every subscriber, this session included, syncs. */
+static void publish(struct imap_pg *p, int64_t mbox)
+{
+	publish_msg(p, mbox, "changed");
+}
+
+/* A write of this session that it reported with imap_session_write_modseq:
+ * the others sync, this one ignores it (sub_msg). */
+static void publish_own(struct imap_pg *p, int64_t mbox)
+{
+	char msg[64];
+
+	snprintf(msg, sizeof(msg), "changed %s", p->origin);
+	publish_msg(p, mbox, msg);
 }
 
 /* --- auth ---------------------------------------------------------------- */
@@ -372,10 +399,10 @@ static void op_list(void *ctx)
 	char *id = id_str(p->account);
 	const char *params[] = {id};
 
-	query(p,
-	      "SELECT name, special_use, subscribed FROM mailboxes WHERE account_id = $1 "
-	      "ORDER BY name",
-	      1, params, list_done);
+	query_prep(p,
+	           "SELECT name, special_use, subscribed FROM mailboxes WHERE account_id = $1 "
+	           "ORDER BY name",
+	           1, params, list_done);
 	free(id);
 }
 
@@ -534,13 +561,14 @@ static void op_status(void *ctx, const char *name)
 	char *id = id_str(p->account);
 	const char *params[] = {id, name};
 
-	query(p,
-	      "SELECT mb.uidvalidity, mb.uidnext, mb.highestmodseq, count(m.id), "
-	      "  count(m.id) FILTER (WHERE NOT '\\Seen' = ANY(m.flags)), "
-	      "  count(m.id) FILTER (WHERE '\\Deleted' = ANY(m.flags)), coalesce(sum(m.size), 0) "
-	      "FROM mailboxes mb LEFT JOIN messages m ON m.mailbox_id = mb.id AND NOT m.expunged "
-	      "WHERE mb.account_id = $1 AND mb.name = $2 GROUP BY mb.id",
-	      2, params, status_done);
+	query_prep(
+	        p,
+	        "SELECT mb.uidvalidity, mb.uidnext, mb.highestmodseq, count(m.id), "
+	        "  count(m.id) FILTER (WHERE NOT '\\Seen' = ANY(m.flags)), "
+	        "  count(m.id) FILTER (WHERE '\\Deleted' = ANY(m.flags)), coalesce(sum(m.size), 0) "
+	        "FROM mailboxes mb LEFT JOIN messages m ON m.mailbox_id = mb.id AND NOT m.expunged "
+	        "WHERE mb.account_id = $1 AND mb.name = $2 GROUP BY mb.id",
+	        2, params, status_done);
 	free(id);
 }
 
@@ -549,8 +577,9 @@ static void sub_msg(void *arg, const char *channel, const char *msg, size_t len)
 	struct imap_pg *p = arg;
 
 	(void)channel;
-	(void)msg;
-	(void)len;
+	if (len == 8 + strlen(p->origin) && memcmp(msg, "changed ", 8) == 0 &&
+	    memcmp(msg + 8, p->origin, len - 8) == 0)
+		return; /* our own write, already reported to the session */
 	if (p->session != NULL) {
 		imap_session_notify(p->session);
 		kick(p);
@@ -621,16 +650,18 @@ static void op_select(void *ctx, const char *name, bool readonly)
 	(void)readonly;
 	p->mbox = 0;
 	mem_unsubscribe(&p->sub);
-	query(p,
-	      "SELECT mb.id, mb.uidvalidity, mb.uidnext, mb.highestmodseq, "
-	      "  coalesce((SELECT string_agg(m.uid::text, ' ' ORDER BY m.uid) FROM messages m "
-	      "    WHERE m.mailbox_id = mb.id AND NOT m.expunged), ''), "
-	      "  (SELECT min(m.uid) FROM messages m WHERE m.mailbox_id = mb.id AND NOT m.expunged "
-	      "    AND NOT '\\Seen' = ANY(m.flags)), "
-	      "  coalesce((SELECT string_agg(DISTINCT f, ' ') FROM messages m, unnest(m.flags) f "
-	      "    WHERE m.mailbox_id = mb.id AND NOT m.expunged AND left(f, 1) <> '\\'), '') "
-	      "FROM mailboxes mb WHERE mb.account_id = $1 AND mb.name = $2",
-	      2, params, select_done);
+	query_prep(
+	        p,
+	        "SELECT mb.id, mb.uidvalidity, mb.uidnext, mb.highestmodseq, "
+	        "  coalesce((SELECT string_agg(m.uid::text, ' ' ORDER BY m.uid) FROM messages m "
+	        "    WHERE m.mailbox_id = mb.id AND NOT m.expunged), ''), "
+	        "  (SELECT min(m.uid) FROM messages m WHERE m.mailbox_id = mb.id AND NOT "
+	        "m.expunged "
+	        "    AND NOT '\\Seen' = ANY(m.flags)), "
+	        "  coalesce((SELECT string_agg(DISTINCT f, ' ') FROM messages m, unnest(m.flags) f "
+	        "    WHERE m.mailbox_id = mb.id AND NOT m.expunged AND left(f, 1) <> '\\'), '') "
+	        "FROM mailboxes mb WHERE mb.account_id = $1 AND mb.name = $2",
+	        2, params, select_done);
 	free(id);
 }
 
@@ -786,7 +817,7 @@ static void op_fetch(void *ctx, const uint32_t *uids, size_t n, unsigned want)
 	        (want & IMAP_META_BODYSTRUCTURE) != 0 ? "bodystructure" : "NULL",
 	        (want & IMAP_META_BODY) != 0 ? "body" : "NULL",
 	        (want & (IMAP_META_PARTS | IMAP_META_HEADER)) != 0 ? "parts::text" : "NULL");
-	query(p, sql, 2, params, fetch_done);
+	query_prep(p, sql, 2, params, fetch_done);
 	free(sql);
 	free(id);
 	free(arr);
@@ -879,7 +910,8 @@ static void store_done(void *arg, const PGresult *res, const char *errstr)
 	const char ***fl = NULL;
 	char **copies = NULL;
 	int n = 0;
-	bool changed = false;
+	size_t nchanged = 0;
+	uint64_t lo = UINT64_MAX, hi = 0;
 
 	p->req = NULL;
 	if (st == IMAP_STORE_OK) {
@@ -893,9 +925,18 @@ static void store_done(void *arg, const PGresult *res, const char *errstr)
 			fl[i] = split_words(PQgetvalue(res, i, 2), &v[i].nflags, &copies[i]);
 			v[i].flags = fl[i];
 			v[i].failed = PQgetvalue(res, i, 3)[0] == 't';
-			if (!v[i].failed)
-				changed = true;
+			if (PQgetvalue(res, i, 4)[0] == 't') {
+				nchanged++;
+				lo = v[i].modseq < lo ? v[i].modseq : lo;
+				hi = v[i].modseq > hi ? v[i].modseq : hi;
+			}
 		}
+		/* tp_store_flags numbers the changed rows consecutively under
+		 * the mailbox row lock */
+		if (nchanged == 0)
+			imap_session_write_modseq(p->session, 0, 0);
+		else if (hi - lo + 1 == nchanged)
+			imap_session_write_modseq(p->session, lo - 1, hi);
 	}
 	imap_session_store_done(p->session, st, v, (size_t)n);
 	for (int i = 0; i < n; i++) {
@@ -905,7 +946,9 @@ static void store_done(void *arg, const PGresult *res, const char *errstr)
 	free(v);
 	free(fl);
 	free(copies);
-	if (changed)
+	if (nchanged > 0 && hi - lo + 1 == nchanged)
+		publish_own(p, p->mbox);
+	else if (nchanged > 0)
 		publish(p, p->mbox);
 	kick(p);
 }
@@ -923,62 +966,51 @@ static void op_store(void *ctx, const uint32_t *uids, size_t n, enum imap_flags_
 	                                                 : "remove",
 	                        fa, us};
 
-	query(p,
-	      "SELECT uid, modseq, array_to_string(flags, ' '), failed "
-	      "FROM tp_store_flags($1, $2::bigint[], $3, $4::text[], $5::bigint)",
-	      5, params, store_done);
+	query_prep(p,
+	           "SELECT uid, modseq, array_to_string(flags, ' '), failed, changed "
+	           "FROM tp_store_flags($1, $2::bigint[], $3, $4::text[], $5::bigint)",
+	           5, params, store_done);
 	free(id);
 	free(arr);
 	free(fa);
 	free(us);
 }
 
-static void expunge_modseq_done(void *arg, const PGresult *res, const char *errstr)
+static int u32_cmp(const void *a, const void *b)
 {
-	struct imap_pg *p = arg;
-	enum imap_store_status st = pg_status(res, errstr);
-	uint64_t modseq = 0;
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
 
-	p->req = NULL;
-	if (st == IMAP_STORE_OK && PQntuples(res) > 0)
-		modseq = u64(res, 0, 0);
-	imap_session_expunge_done(p->session, st, p->tmp_uids, p->ntmp, modseq);
-	if (p->ntmp > 0)
-		publish(p, p->mbox);
-	free(p->tmp_uids);
-	p->tmp_uids = NULL;
-	p->ntmp = 0;
-	kick(p);
+	return x < y ? -1 : x > y;
 }
 
+/* One statement: tp_expunge's rows all carry the mailbox's new
+ * HIGHESTMODSEQ, one above the one before (the mailbox row is locked). */
 static void expunge_done(void *arg, const PGresult *res, const char *errstr)
 {
 	struct imap_pg *p = arg;
 	enum imap_store_status st = pg_status(res, errstr);
-	char *id;
+	uint32_t *uids = NULL;
+	size_t n = 0;
+	uint64_t modseq = 0;
 
 	p->req = NULL;
-	if (st != IMAP_STORE_OK) {
-		imap_session_expunge_done(p->session, st, NULL, 0, 0);
-		kick(p);
-		return;
-	}
-	p->ntmp = (size_t)PQntuples(res);
-	p->tmp_uids = xcalloc(p->ntmp + 1, sizeof(*p->tmp_uids));
-	for (size_t i = 0; i < p->ntmp; i++)
-		p->tmp_uids[i] = (uint32_t)u64(res, (int)i, 0);
-	/* tp_expunge returns rows in no particular order */
-	for (size_t i = 1; i < p->ntmp; i++)
-		for (size_t j = i; j > 0 && p->tmp_uids[j - 1] > p->tmp_uids[j]; j--) {
-			uint32_t t = p->tmp_uids[j];
-			p->tmp_uids[j] = p->tmp_uids[j - 1];
-			p->tmp_uids[j - 1] = t;
+	if (st == IMAP_STORE_OK) {
+		n = (size_t)PQntuples(res);
+		uids = xcalloc(n + 1, sizeof(*uids));
+		for (size_t i = 0; i < n; i++) {
+			uids[i] = (uint32_t)u64(res, (int)i, 0);
+			modseq = u64(res, (int)i, 1);
 		}
-	id = id_str(p->mbox);
-	const char *params[] = {id};
-	query(p, "SELECT highestmodseq FROM mailboxes WHERE id = $1", 1, params,
-	      expunge_modseq_done);
-	free(id);
+		/* tp_expunge returns rows in no particular order */
+		qsort(uids, n, sizeof(*uids), u32_cmp);
+		if (n > 0 && modseq > 0)
+			imap_session_write_modseq(p->session, modseq - 1, modseq);
+	}
+	imap_session_expunge_done(p->session, st, uids, n, modseq);
+	if (n > 0)
+		publish_own(p, p->mbox);
+	free(uids);
+	kick(p);
 }
 
 static void op_expunge(void *ctx, const uint32_t *uids, size_t n)
@@ -987,7 +1019,8 @@ static void op_expunge(void *ctx, const uint32_t *uids, size_t n)
 	char *id = id_str(p->mbox), *arr = uids != NULL ? pg_array_uint32(uids, n) : NULL;
 	const char *params[] = {id, arr};
 
-	query(p, "SELECT uid, modseq FROM tp_expunge($1, $2::bigint[])", 2, params, expunge_done);
+	query_prep(p, "SELECT uid, modseq FROM tp_expunge($1, $2::bigint[])", 2, params,
+	           expunge_done);
 	free(id);
 	free(arr);
 }
@@ -1051,16 +1084,21 @@ static void op_copy(void *ctx, const uint32_t *uids, size_t n, const char *dst, 
 	      "  WHERE d.id = $1::bigint AND m.mailbox_id = $1::bigint "
 	      "  AND m.uid = ANY($2::bigint[]) AND NOT m.expunged), "
 	      "lk AS (UPDATE mailboxes mb SET uidnext = mb.uidnext + (SELECT count(*) FROM src), "
-	      "  highestmodseq = mb.highestmodseq + 1 WHERE mb.id = $1::bigint "
+	      "  highestmodseq = mb.highestmodseq + 1, used_bytes = mb.used_bytes + CASE WHEN "
+	      "  $5::boolean THEN 0 ELSE (SELECT coalesce(sum(src.size), 0) FROM src) END "
+	      "  WHERE mb.id = $1::bigint "
 	      "  AND EXISTS (SELECT 1 FROM src) RETURNING mb.uidnext - (SELECT count(*) FROM src) "
 	      "  AS first, mb.highestmodseq AS ms), "
 	      "same AS (INSERT INTO messages(mailbox_id, uid, modseq, flags, internaldate, size, "
 	      "  blob_key, envelope, bodystructure, body, hdr_from, hdr_to, hdr_cc, hdr_subject, "
-	      "  hdr_date, hdr_message_id, parts, search_tsv, search_text) "
+	      "  hdr_date, hdr_message_id, parts, search_text) "
 	      "  SELECT $1::bigint, lk.first + src.rn - 1, lk.ms, src.flags, src.internaldate, "
 	      "  src.size, src.blob_key, src.envelope, src.bodystructure, src.body, src.hdr_from, "
 	      "  src.hdr_to, src.hdr_cc, src.hdr_subject, src.hdr_date, src.hdr_message_id, "
-	      "  src.parts, src.search_tsv, src.search_text FROM src, lk RETURNING uid), "
+	      "  src.parts, src.search_text FROM src, lk RETURNING id, uid), "
+	      "words AS (INSERT INTO message_words(message_id, search_tsv) "
+	      "  SELECT same.id, w.search_tsv FROM same, lk, src, message_words w "
+	      "  WHERE src.rn = same.uid - lk.first + 1 AND w.message_id = src.id), "
 	      "gone AS (UPDATE messages m SET expunged = true, modseq = lk.ms FROM lk, src "
 	      "  WHERE $5::boolean AND m.mailbox_id = $1::bigint AND m.uid = src.uid) "
 	      "SELECT * FROM (SELECT 0 AS k, d.id, d.uidvalidity, NULL::bigint AS s, "
@@ -1159,7 +1197,9 @@ static void append_finish(struct imap_pg *p, enum imap_store_status st)
 	p->app = NULL;
 	imap_session_append_done(p->session, st, a->uidvalidity, a->uids,
 	                         st == IMAP_STORE_OK ? a->n : 0);
-	if (a->stored)
+	if (a->stored && a->own)
+		publish_own(p, a->mbox_id);
+	else if (a->stored)
 		publish(p, a->mbox_id);
 	append_free(a);
 	kick(p);
@@ -1179,6 +1219,15 @@ static void deliver_done(void *arg, const PGresult *res, const char *errstr)
 	a->stored = true;
 	for (size_t i = 0; i < a->n; i++)
 		a->uids[i] = (uint32_t)u64(res, (int)i, 1);
+	/* into the selected mailbox: each tp_deliver took the next MODSEQ
+	 * under the mailbox row lock, held to commit */
+	if (a->mbox_id == p->mbox && a->n > 0) {
+		uint64_t first = u64(res, 0, 2), last = u64(res, (int)a->n - 1, 2);
+		if (first > 0 && last - first + 1 == a->n) {
+			imap_session_write_modseq(p->session, first - 1, last);
+			a->own = true;
+		}
+	}
 	append_finish(p, IMAP_STORE_OK);
 }
 
@@ -1215,7 +1264,7 @@ static void deliver_all(struct imap_pg *p)
 	struct buf sql;
 
 	buf_init(&sql, 0);
-	buf_puts(&sql, "SELECT k, uid FROM (");
+	buf_puts(&sql, "SELECT k, uid, modseq FROM (");
 	for (size_t i = 0; i < a->n; i++) {
 		const struct imap_append_msg *m = &a->v[i];
 		const struct mime_result *r = a->mimes[i];
@@ -1239,7 +1288,8 @@ static void deliver_all(struct imap_pg *p)
 		q[14] = delivery_sql_parts_json(r->parts, r->nparts);
 		q[15] = search_text(r);
 		buf_printf(&sql,
-		           "%sSELECT %zu AS k, d.uid FROM tp_deliver(ARRAY[$%d::bigint], $%d, "
+		           "%sSELECT %zu AS k, d.uid, d.modseq FROM tp_deliver(ARRAY[$%d::bigint], "
+		           "$%d, "
 		           "$%d::bigint, coalesce(to_timestamp($%d::double precision), now()), "
 		           "$%d::text[], $%d, $%d, $%d, $%d, $%d, $%d, $%d, "
 		           "to_timestamp($%d::double precision), $%d, $%d::jsonb, $%d) d",
@@ -1249,7 +1299,13 @@ static void deliver_all(struct imap_pg *p)
 	}
 	buf_puts(&sql, ") t ORDER BY k");
 	buf_append(&sql, "", 1);
-	query(p, (const char *)buf_ptr(&sql), (int)np, (const char *const *)pv, deliver_done);
+	/* one message (the common case): a fixed text, prepared */
+	if (a->n == 1)
+		query_prep(p, (const char *)buf_ptr(&sql), (int)np, (const char *const *)pv,
+		           deliver_done);
+	else
+		query(p, (const char *)buf_ptr(&sql), (int)np, (const char *const *)pv,
+		      deliver_done);
 	for (size_t i = 0; i < np; i++)
 		free(pv[i]);
 	free(pv);
@@ -1345,17 +1401,18 @@ static void op_append(void *ctx, const char *mailbox, const struct imap_append_m
 		return;
 	}
 	p->app = a;
-	/* the usage sum reads every message of the account: only with a
+	/* usage: the mailboxes' running totals (used_bytes), only with a
 	 * quota (the subquery runs only when its CASE branch is taken) */
-	query(p,
-	      "SELECT mb.id, mb.uidvalidity, ac.quota_bytes, "
-	      "  CASE WHEN ac.quota_bytes > 0 THEN "
-	      "  (SELECT coalesce(sum(m.size), 0) FROM messages m JOIN mailboxes x "
-	      "   ON m.mailbox_id = x.id WHERE x.account_id = $1 AND NOT m.expunged) "
-	      "  ELSE 0 END "
-	      "FROM accounts ac LEFT JOIN mailboxes mb ON mb.account_id = ac.id AND mb.name = $2 "
-	      "WHERE ac.id = $1",
-	      2, params, append_mbox_done);
+	query_prep(
+	        p,
+	        "SELECT mb.id, mb.uidvalidity, ac.quota_bytes, "
+	        "  CASE WHEN ac.quota_bytes > 0 THEN "
+	        "  (SELECT coalesce(sum(x.used_bytes), 0) FROM mailboxes x WHERE x.account_id = "
+	        "$1) "
+	        "  ELSE 0 END "
+	        "FROM accounts ac LEFT JOIN mailboxes mb ON mb.account_id = ac.id AND mb.name = $2 "
+	        "WHERE ac.id = $1",
+	        2, params, append_mbox_done);
 	free(acc);
 }
 
@@ -1464,12 +1521,12 @@ static void op_changes(void *ctx, uint64_t since)
 	char *id = id_str(p->mbox), *ms = xasprintf("%" PRIu64, since);
 	const char *params[] = {id, ms};
 
-	query(p,
-	      "SELECT mb.highestmodseq, mb.uidvalidity, m.uid, m.modseq, "
-	      "  array_to_string(m.flags, ' '), m.expunged "
-	      "FROM mailboxes mb LEFT JOIN messages m ON m.mailbox_id = mb.id "
-	      "  AND m.modseq > $2::bigint WHERE mb.id = $1 ORDER BY m.uid",
-	      2, params, changes_done);
+	query_prep(p,
+	           "SELECT mb.highestmodseq, mb.uidvalidity, m.uid, m.modseq, "
+	           "  array_to_string(m.flags, ' '), m.expunged "
+	           "FROM mailboxes mb LEFT JOIN messages m ON m.mailbox_id = mb.id "
+	           "  AND m.modseq > $2::bigint WHERE mb.id = $1 ORDER BY m.uid",
+	           2, params, changes_done);
 	free(id);
 	free(ms);
 }
@@ -1495,11 +1552,10 @@ static void op_quota(void *ctx)
 	char *acc = id_str(p->account);
 	const char *params[] = {acc};
 
-	query(p,
-	      "SELECT ac.quota_bytes, (SELECT coalesce(sum(m.size), 0) FROM messages m "
-	      "  JOIN mailboxes x ON m.mailbox_id = x.id WHERE x.account_id = ac.id "
-	      "  AND NOT m.expunged) FROM accounts ac WHERE ac.id = $1",
-	      1, params, quota_done);
+	query_prep(p,
+	           "SELECT ac.quota_bytes, (SELECT coalesce(sum(x.used_bytes), 0) FROM mailboxes x "
+	           "  WHERE x.account_id = ac.id) FROM accounts ac WHERE ac.id = $1",
+	           1, params, quota_done);
 	free(acc);
 }
 
@@ -1508,11 +1564,23 @@ static void op_quota(void *ctx)
 void imap_pg_init(struct imap_pg *p, struct pg_pool *pg, struct blob_store *blob,
                   struct mem_store *mem, struct password_pool *pw)
 {
+	static char instance[24];
+	static uint64_t next;
+
 	memset(p, 0, sizeof(*p));
 	p->pg = pg;
 	p->blob = blob;
 	p->mem = mem;
 	p->pw = pw;
+	/* unique across the instances that share the pub/sub store */
+	if (instance[0] == '\0') {
+		uint64_t r = 0;
+
+		if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+			r = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
+		snprintf(instance, sizeof(instance), "%016" PRIx64, r);
+	}
+	snprintf(p->origin, sizeof(p->origin), "%s.%" PRIu64, instance, ++next);
 }
 
 void imap_pg_cleanup(struct imap_pg *p)
@@ -1523,8 +1591,6 @@ void imap_pg_cleanup(struct imap_pg *p)
 	mem_unsubscribe(&p->sub);
 	append_free(p->app);
 	p->app = NULL;
-	free(p->tmp_uids);
-	p->tmp_uids = NULL;
 	slot_release(p);
 	free(p->login);
 	p->login = NULL;

@@ -82,9 +82,10 @@ struct imap_pg {
 	struct blob_req *breq;
 	struct auth_req *areq;
 	struct imap_pg_append *app; /* an APPEND in progress */
-	/* expunge: the UIDs of the first step, kept for the second */
-	uint32_t *tmp_uids;
-	size_t ntmp;
+	/* names this session in its own notifications ("changed <origin>"),
+	 * which it then ignores: it reports its writes to the session itself
+	 * (imap_session_write_modseq) */
+	char origin[40];
 };
 
 /* Set up p on the stores (no I/O). */

@@ -209,6 +209,35 @@ void imap_sync_flush(struct imap_session *s)
 	}
 }
 
+void imap_session_write_modseq(struct imap_session *s, uint64_t before, uint64_t after)
+{
+	s->wm_set = true;
+	s->wm_before = before;
+	s->wm_after = after;
+}
+
+bool imap_sync_own_write(struct imap_session *s, bool accounted)
+{
+	struct imap_selected *sel = &s->sel;
+
+	if (!s->wm_set)
+		return false;
+	s->wm_set = false;
+	if (s->state != IMAP_STATE_SELECTED)
+		return false;
+	if (s->wm_before == s->wm_after)
+		return s->wm_before == sel->modseq;
+	if (accounted && s->wm_before == sel->modseq && s->wm_after > sel->modseq) {
+		/* everything up to wm_after is known: the reported (uid, modseq)
+		 * pairs are all at or below it, and a sync never returns those */
+		sel->modseq = s->wm_after;
+		sel->nreported = 0;
+		return true;
+	}
+	sel->dirty = true;
+	return false;
+}
+
 static int change_cmp(const void *a, const void *b)
 {
 	const struct imap_change *x = *(const struct imap_change *const *)a;

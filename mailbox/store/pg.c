@@ -10,6 +10,12 @@
  * server that closes it (restart, idle kill) is noticed at once rather
  * than on the next query.
  *
+ * Prepared requests (pg_query_prepared): each connection keeps the texts
+ * it has prepared (at most PG_PREPARED_MAX, named "tp_<index>"); the first
+ * time a connection runs a text it sends PQsendPrepare, and when that
+ * completes PQsendQueryPrepared for the same request, later times only the
+ * latter.  The cache goes with the connection (conn_close).
+ *
  * Requests wait in a FIFO; a pool-wide 250 ms tick fails those past
  * query_timeout (queued or running; a running one's connection is closed,
  * because abandoning a statement safely needs PQcancel, which blocks).
@@ -51,6 +57,7 @@
 #define PG_TICK_S         0.25
 #define PG_ENDPOINT_MAX   256
 #define PG_DNS_TTL_S      60.0
+#define PG_PREPARED_MAX   64
 
 const unsigned pg_latency_buckets_ms[8] = {1, 5, 10, 50, 100, 500, 1000, 0};
 
@@ -86,6 +93,7 @@ struct pg_req {
 	ev_tstamp start;
 	const char *fail_msg; /* PR_FAILQ: static reason */
 	void *attached;       /* pg_req_attach: freed with the request */
+	bool prepare;         /* pg_query_prepared */
 };
 
 struct pg_list {
@@ -102,6 +110,10 @@ struct pg_conn {
 	ev_tstamp connect_start;
 	struct pg_req *req;
 	PGresult *res; /* first error result or the last result of req */
+	/* statements prepared on this connection: prepared[i] is "tp_<i>" */
+	char *prepared[PG_PREPARED_MAX];
+	unsigned nprepared;
+	int preparing; /* >= 0: req's PQsendPrepare as prepared[preparing] */
 };
 
 /* One entry of the conninfo's host list. */
@@ -143,6 +155,7 @@ struct pg_pool {
 static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void pool_dispatch(struct pg_pool *p);
 static void conn_open(struct pg_conn *pc);
+static bool conn_send(struct pg_conn *pc, struct pg_req *r);
 
 /* --- lists ---------------------------------------------------------------- */
 
@@ -338,6 +351,10 @@ static void conn_close(struct pg_conn *pc, const char *errstr)
 	}
 	pc->state = PC_DOWN;
 	pc->req = NULL;
+	for (unsigned i = 0; i < pc->nprepared; i++)
+		free(pc->prepared[i]);
+	pc->nprepared = 0;
+	pc->preparing = -1;
 	if (r != NULL) {
 		r->conn = NULL;
 		r->where = PR_NONE;
@@ -671,6 +688,14 @@ static int conn_collect(struct pg_conn *pc)
 			ExecStatusType es = keep != NULL ? PQresultStatus(keep) : PGRES_FATAL_ERROR;
 			const char *err = NULL;
 
+			if (pc->preparing >= 0 && keep != NULL && es == PGRES_COMMAND_OK) {
+				/* prepared: now run it on the same connection */
+				pc->prepared[pc->nprepared++] = xstrdup(r->sql);
+				PQclear(keep);
+				pc->res = NULL;
+				return conn_send(pc, r) ? 0 : -1;
+			}
+			pc->preparing = -1;
 			pc->req = NULL;
 			pc->res = NULL;
 			pc->state = PC_IDLE;
@@ -748,10 +773,27 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 static bool conn_send(struct pg_conn *pc, struct pg_req *r)
 {
-	int f;
+	char name[16];
+	int f, sent;
+	unsigned i = 0;
 
-	if (PQsendQueryParams(pc->c, r->sql, r->nparams, NULL, (const char *const *)r->params,
-	                      r->lengths, r->formats, 0) == 0)
+	pc->preparing = -1;
+	if (r->prepare) {
+		while (i < pc->nprepared && strcmp(pc->prepared[i], r->sql) != 0)
+			i++;
+	}
+	snprintf(name, sizeof(name), "tp_%u", i);
+	if (r->prepare && i < pc->nprepared) {
+		sent = PQsendQueryPrepared(pc->c, name, r->nparams, (const char *const *)r->params,
+		                           r->lengths, r->formats, 0);
+	} else if (r->prepare && i < PG_PREPARED_MAX) {
+		sent = PQsendPrepare(pc->c, name, r->sql, r->nparams, NULL);
+		pc->preparing = (int)i;
+	} else {
+		sent = PQsendQueryParams(pc->c, r->sql, r->nparams, NULL,
+		                         (const char *const *)r->params, r->lengths, r->formats, 0);
+	}
+	if (sent == 0)
 		return false;
 	pc->state = PC_BUSY;
 	pc->req = r;
@@ -894,6 +936,7 @@ struct pg_pool *pg_pool_new(struct ev_loop *loop, const struct stores_data_confi
 	for (unsigned i = 0; i < p->nconns; i++) {
 		p->conns[i].pool = p;
 		p->conns[i].io_fd = -1;
+		p->conns[i].preparing = -1;
 		ev_init(&p->conns[i].io, conn_io_cb);
 	}
 	p->backoff_ms = PG_BACKOFF_MIN_MS;
@@ -1005,6 +1048,15 @@ struct pg_req *pg_query(struct pg_pool *p, const char *sql, int nparams, const c
                         pg_cb *cb, void *arg)
 {
 	return pg_query_bin(p, sql, nparams, params, NULL, NULL, cb, arg);
+}
+
+struct pg_req *pg_query_prepared(struct pg_pool *p, const char *sql, int nparams,
+                                 const char *const *params, pg_cb *cb, void *arg)
+{
+	struct pg_req *r = pg_query_bin(p, sql, nparams, params, NULL, NULL, cb, arg);
+
+	r->prepare = true;
+	return r;
 }
 
 void pg_req_attach(struct pg_req *r, void *p)

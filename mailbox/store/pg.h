@@ -4,9 +4,9 @@
  *
  * A pool holds up to pool_size connections to one Postgres, opened
  * non-blocking (PQconnectStartParams + PQconnectPoll driven by an ev_io).
- * Each request is ONE statement sent with PQsendQueryParams in autocommit
- * mode; work that must be atomic across rows (UID/MODSEQ allocation,
- * delivery into several mailboxes, queue claims) is a plpgsql function in
+ * Each request is ONE statement sent with PQsendQueryParams (or, for
+ * pg_query_prepared, PQsendQueryPrepared) in autocommit mode; work that must be atomic across rows
+ * (UID/MODSEQ allocation, delivery into several mailboxes, queue claims) is a plpgsql function in
  * the schema (mailbox/store/schema.h), so one statement does it with row
  * locks and several daemons stay correct.  When every connection is busy
  * requests wait in a FIFO queue; a request that waited and ran longer than
@@ -73,6 +73,15 @@ struct pg_req *pg_query(struct pg_pool *p, const char *sql, int nparams, const c
 struct pg_req *pg_query_bin(struct pg_pool *p, const char *sql, int nparams,
                             const char *const *params, const int *lengths, const int *formats,
                             pg_cb *cb, void *arg);
+/*
+ * Like pg_query, for a statement text run often: each connection prepares
+ * it once (a named statement, so Postgres parses and plans it once and
+ * may keep a generic plan) and executes it after that.  The text is the
+ * key: use it for fixed texts (or few variants), never for text built
+ * from input; past 64 texts per connection it runs unprepared.
+ */
+struct pg_req *pg_query_prepared(struct pg_pool *p, const char *sql, int nparams,
+                                 const char *const *params, pg_cb *cb, void *arg);
 /* Hand r the ownership of p (malloc'd): free(p) runs after r's callback
  * has returned, or when r is cancelled or dropped, whichever comes first.
  * For per-request context a callback needs; at most one per request. */

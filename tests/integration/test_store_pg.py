@@ -35,10 +35,10 @@ def sql(cfg, q, *params):
 def test_migrations_apply_and_are_idempotent(cfg, postgres, postgres_db):
     r = su.run(cfg, "schema-check", check=False)
     assert r.returncode == 1
-    assert su.last_line(r.stderr) == ("database schema is version 0, this build needs 2: "
+    assert su.last_line(r.stderr) == ("database schema is version 0, this build needs 3: "
                                       "run 'tailpost-mailbox migrate'")
-    assert su.run(cfg, "migrate").stdout.strip() == "migrated from 0 to 2"
-    assert su.run(cfg, "migrate").stdout.strip() == "migrated from 2 to 2"
+    assert su.run(cfg, "migrate").stdout.strip() == "migrated from 0 to 3"
+    assert su.run(cfg, "migrate").stdout.strip() == "migrated from 3 to 3"
     assert su.run(cfg, "schema-check").stdout.strip() == "ok"
     tables = postgres.psql("SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables"
                            " WHERE schemaname = 'public'", dbname=postgres_db.name).strip()
@@ -46,12 +46,12 @@ def test_migrations_apply_and_are_idempotent(cfg, postgres, postgres_db):
               "mailboxes", "messages", "queue_messages", "queue_rcpts", "schema_version"):
         assert t in tables.split(","), tables
     assert postgres.psql("SELECT count(*) FROM schema_version",
-                         dbname=postgres_db.name).strip() == "2"
+                         dbname=postgres_db.name).strip() == "3"
     # a database newer than the build is refused both ways
     postgres.psql("INSERT INTO schema_version(version, name) VALUES (99, 'future')",
                   dbname=postgres_db.name)
     r = su.run(cfg, "schema-check", check=False)
-    assert "database schema is version 99, newer than this build (2)" in r.stderr
+    assert "database schema is version 99, newer than this build (3)" in r.stderr
     r = su.run(cfg, "migrate", check=False)
     assert r.returncode == 1 and "newer than this build" in r.stderr
 
@@ -83,9 +83,9 @@ def test_concurrent_migrators_serialise_on_the_advisory_lock(cfg, postgres, post
             harness.stop(p)
         harness.stop(holder)
     assert [p.returncode for p in procs] == [0, 0]
-    assert outs == ["migrated from 0 to 2", "migrated from 2 to 2"]
+    assert outs == ["migrated from 0 to 3", "migrated from 3 to 3"]
     assert postgres.psql("SELECT count(*) FROM schema_version",
-                         dbname=postgres_db.name).strip() == "2"
+                         dbname=postgres_db.name).strip() == "3"
 
 
 def new_mailbox(cfg, login="u"):
@@ -132,26 +132,36 @@ def test_deliver_into_several_mailboxes_is_atomic(migrated):
     assert sql(migrated, "SELECT count(*) FROM messages") == "2"
     assert sql(migrated, "SELECT uidnext FROM mailboxes WHERE id = $1", a) == "2"
     # searchable by word without touching the blob
-    assert sql(migrated, "SELECT count(*) FROM messages WHERE search_tsv @@ to_tsquery('simple',"
-               " 'world')") == "2"
+    assert sql(migrated, "SELECT count(*) FROM message_words WHERE search_tsv @@"
+               " to_tsquery('simple', 'world')") == "2"
 
 
 def test_flags_expunge_copy_move(migrated):
     a = new_mailbox(migrated, "a")
     b = sql(migrated, "SELECT tp_mailbox_create(1, 'Archive', '\\Archive')")
     key = "cd" * 32
-    for _ in range(3):
-        sql(migrated, "SELECT * FROM tp_deliver(ARRAY[$1::bigint], $2, 1, now(), NULL, NULL,"
-            " NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)", a, key)
+    for size in (100, 20, 3):
+        sql(migrated, "SELECT * FROM tp_deliver(ARRAY[$1::bigint], $2, $3, now(), NULL, NULL,"
+            " NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)", a, key, str(size))
+
+    def used():
+        return sql(migrated, "SELECT string_agg(used_bytes::text, ' ' ORDER BY id) FROM mailboxes"
+                   " WHERE id IN ($1, $2)", a, b)
+
+    def used_matches_messages():
+        return sql(migrated, "SELECT count(*) FROM mailboxes mb WHERE used_bytes <> (SELECT"
+                   " coalesce(sum(size), 0) FROM messages m WHERE m.mailbox_id = mb.id AND NOT"
+                   " m.expunged)") == "0"
+    assert used() == "123 0"
     # highestmodseq is 4 (1 + three deliveries)
-    out = sql(migrated, "SELECT uid, modseq, flags, failed FROM tp_store_flags($1,"
+    out = sql(migrated, "SELECT uid, modseq, flags, failed, changed FROM tp_store_flags($1,"
               " ARRAY[1,2]::bigint[], 'add', ARRAY['\\Deleted','$Junk'], NULL)", a)
-    assert out.split("\n") == ["1\t5\t{$Junk,\"\\\\Deleted\"}\tf",
-                               "2\t6\t{$Junk,\"\\\\Deleted\"}\tf"]
+    assert out.split("\n") == ["1\t5\t{$Junk,\"\\\\Deleted\"}\tf\tt",
+                               "2\t6\t{$Junk,\"\\\\Deleted\"}\tf\tt"]
     # RFC 7162 UNCHANGEDSINCE: message 1 changed at 5 > 4 -> failed, untouched
-    out = sql(migrated, "SELECT uid, failed FROM tp_store_flags($1, ARRAY[1,3]::bigint[],"
-              " 'remove', ARRAY['$Junk'], 4)", a)
-    assert out.split("\n") == ["1\tt", "3\tf"]
+    out = sql(migrated, "SELECT uid, failed, changed FROM tp_store_flags($1,"
+              " ARRAY[1,3]::bigint[], 'remove', ARRAY['$Junk'], 4)", a)
+    assert out.split("\n") == ["1\tt\tf", "3\tf\tf"]
     # an unchanged flag set does not bump the modseq
     before = sql(migrated, "SELECT highestmodseq FROM mailboxes WHERE id = $1", a)
     sql(migrated, "SELECT * FROM tp_store_flags($1, ARRAY[3]::bigint[], 'remove',"
@@ -160,11 +170,18 @@ def test_flags_expunge_copy_move(migrated):
     out = sql(migrated, "SELECT src_uid, dst_uid FROM tp_copy($1, ARRAY[1,2,3]::bigint[], $2,"
               " false)", a, b)
     assert out.split("\n") == ["1\t1", "2\t2", "3\t3"]
+    assert used() == "123 123"
     out = sql(migrated, "SELECT uid FROM tp_expunge($1, NULL)", a)
     assert out.split("\n") == ["1", "2"]
+    assert used() == "3 123"
+    # nothing left to expunge: the total stays
+    assert sql(migrated, "SELECT count(*) FROM tp_expunge($1, NULL)", a) == "0"
+    assert used() == "3 123"
     out = sql(migrated, "SELECT src_uid, dst_uid FROM tp_copy($2, ARRAY[3]::bigint[], $1, true)",
               a, b)
     assert out == "3\t4"
+    assert used() == "6 120"
+    assert used_matches_messages()
     assert sql(migrated, "SELECT count(*) FROM messages WHERE mailbox_id = $1 AND NOT expunged",
                b) == "2"
     assert sql(migrated, "SELECT uidnext FROM mailboxes WHERE id = $1", a) == "5"
@@ -181,11 +198,11 @@ def test_search_text_is_bounded_below_the_tsvector_limit(migrated):
     assert r.returncode == 1 and "too long for tsvector" in r.stderr
     sql(migrated, "SELECT * FROM tp_deliver(ARRAY[$1::bigint], $2, 1, now(), NULL, NULL, NULL,"
         f" NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, {words})", mb, "ef" * 32)
-    size, textlen = sql(migrated, "SELECT pg_column_size(search_tsv), length(search_text)"
-                        " FROM messages").split("\t")
+    size, textlen = sql(migrated, "SELECT pg_column_size(w.search_tsv), length(m.search_text)"
+                        " FROM messages m JOIN message_words w ON w.message_id = m.id").split("\t")
     assert 0 < int(size) < 1024 * 1024
     assert int(textlen) == 1024 * 1024
-    assert sql(migrated, "SELECT count(*) FROM messages WHERE search_tsv @@"
+    assert sql(migrated, "SELECT count(*) FROM message_words WHERE search_tsv @@"
                " to_tsquery('simple', 'w0q')") == "1"
 
 
