@@ -65,9 +65,11 @@ static void rcpt_done(void *arg, const PGresult *res, const char *errstr)
 	fwd = xcalloc((size_t)n, sizeof(*fwd));
 	for (int i = 0; i < n; i++) {
 		const char *kind = PQgetvalue(res, i, 0);
-		if (strcmp(kind, "account") == 0)
+		if (strcmp(kind, "account") == 0) {
 			accs[r.naccounts++] = atoll(PQgetvalue(res, i, 1));
-		else if (strcmp(kind, "forward") == 0)
+			if (strcmp(PQgetvalue(res, i, 3), "t") == 0)
+				r.nfull++;
+		} else if (strcmp(kind, "forward") == 0)
 			fwd[r.nforwards++] = PQgetvalue(res, i, 2);
 	}
 	r.status = (r.naccounts > 0 || r.nforwards > 0) ? LOOKUP_RCPT_LOCAL : LOOKUP_RCPT_UNKNOWN;
@@ -92,8 +94,15 @@ struct pg_req *lookup_rcpt(struct pg_pool *p, const char *address, lookup_rcpt_c
 		r = pg_query(p, "SELECT NULL WHERE false", 0, NULL, rcpt_done, c);
 	} else {
 		params[0] = a;
-		r = pg_query(p, "SELECT kind, account_id, target FROM tp_rcpt_lookup($1)", 1,
-		             params, rcpt_done, c);
+		/* quota: the account's mailboxes keep their used bytes
+		 * (mailboxes.used_bytes), so this is a sum over a few rows */
+		r = pg_query(
+		        p,
+		        "SELECT l.kind, l.account_id, l.target,"
+		        " coalesce(a.quota_bytes > 0 AND (SELECT coalesce(sum(mb.used_bytes), 0)"
+		        " FROM mailboxes mb WHERE mb.account_id = a.id) >= a.quota_bytes, false)"
+		        " FROM tp_rcpt_lookup($1) l LEFT JOIN accounts a ON a.id = l.account_id",
+		        1, params, rcpt_done, c);
 	}
 	pg_req_attach(r, c);
 	return r;

@@ -41,6 +41,7 @@ struct lookup_rcpt_result {
 	size_t naccounts;
 	const char *const *forwards; /* remote addresses an alias expands to */
 	size_t nforwards;
+	size_t nfull;       /* how many of the accounts are at or over their quota */
 	const char *errstr; /* TEMPFAIL: why */
 };
 /* r and everything it points to live during the call only. */

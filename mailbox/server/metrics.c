@@ -36,6 +36,7 @@ static const char *const rcpt_reasons[METRICS_RCPT_REASONS] = {
         [METRICS_RCPT_UNKNOWN] = "unknown",   [METRICS_RCPT_RELAY_DENIED] = "relay_denied",
         [METRICS_RCPT_TOO_MANY] = "too_many", [METRICS_RCPT_UTF8] = "utf8",
         [METRICS_RCPT_SYNTAX] = "syntax",     [METRICS_RCPT_TEMPFAIL] = "tempfail",
+        [METRICS_RCPT_FULL] = "mailbox_full",
 };
 
 static struct metrics_listener **listeners;

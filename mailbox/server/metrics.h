@@ -36,6 +36,7 @@ enum metrics_rcpt_reason {
 	METRICS_RCPT_UTF8,         /* 553 5.6.7 */
 	METRICS_RCPT_SYNTAX,       /* 501 5.1.3 */
 	METRICS_RCPT_TEMPFAIL,     /* 451 4.3.0: lookup failed */
+	METRICS_RCPT_FULL,         /* 552 5.2.2: over quota */
 	METRICS_RCPT_REASONS,
 };
 

@@ -79,6 +79,7 @@
 	X(RCPT_UNKNOWN, 550, "5.1.1", "Recipient address rejected: user unknown")                  \
 	X(RELAY_DENIED, 554, "5.7.1", "Relay access denied")                                       \
 	X(RCPT_TEMPFAIL, 451, "4.3.0", "Temporary recipient lookup failure")                       \
+	X(RCPT_FULL, 552, "5.2.2", "Mailbox full")                                                 \
 	X(DATA_GO, 354, NULL, "End data with <CR><LF>.<CR><LF>")                                   \
 	X(STORE_BEGIN_FAIL, 451, "4.3.0", "Error: cannot store messages now, try again later")     \
 	X(STORE_WRITE_FAIL, 451, "4.3.0", "Error: message store write failed, try again later")    \

@@ -253,6 +253,13 @@ static void on_rcpt(void *arg, const struct lookup_rcpt_result *r)
 	sc->rcpt_addr = NULL;
 	switch (r->status) {
 	case LOOKUP_RCPT_LOCAL:
+		if (r->naccounts > 0 && r->nfull == r->naccounts && r->nforwards == 0) {
+			/* nobody it reaches has room: refuse now, not after DATA */
+			log_info("msg=\"smtp recipient over quota\" " LOG_FMT " rcpt=%s",
+			         LOG_ARGS(sc), log_quote(q, sizeof(q), addr));
+			smtp_session_rcpt_done(sc->s, SMTP_RCPT_FULL);
+			break;
+		}
 		if (sc->nres == sc->capres) {
 			sc->capres = sc->capres ? sc->capres * 2 : 4;
 			sc->res = xreallocarray(sc->res, sc->capres, sizeof(*sc->res));
@@ -533,6 +540,9 @@ static void op_replied(void *ctx, enum smtp_reply r)
 		break;
 	case SMTP_R_RCPT_TEMPFAIL:
 		m->rcpt_refused[METRICS_RCPT_TEMPFAIL]++;
+		break;
+	case SMTP_R_RCPT_FULL:
+		m->rcpt_refused[METRICS_RCPT_FULL]++;
 		break;
 	case SMTP_R_QUEUED:
 		m->messages_ok++;

@@ -973,6 +973,10 @@ void smtp_session_rcpt_done(struct smtp_session *s, enum smtp_rcpt_result r)
 		rcpt_free(&s->rcpt_check);
 		reply(s, SMTP_R_RCPT_TEMPFAIL);
 		break;
+	case SMTP_RCPT_FULL:
+		rcpt_free(&s->rcpt_check);
+		reply(s, SMTP_R_RCPT_FULL);
+		break;
 	}
 	smtp_session_process(s);
 }

@@ -114,6 +114,8 @@ enum smtp_rcpt_result {
 	                        the client authenticated, else 554 5.7.1 */
 	SMTP_RCPT_UNKNOWN,   /* a local domain without such a user: 550 5.1.1 */
 	SMTP_RCPT_TEMPFAIL,  /* 451 4.3.0 */
+	SMTP_RCPT_FULL,      /* every account it reaches is at its quota: 552 5.2.2
+	                        (as Dovecot's LMTP; not abuse) */
 };
 
 /* Reported through ops.abuse; the core turns them into rate limits/bans

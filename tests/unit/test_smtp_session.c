@@ -506,6 +506,7 @@ static int parse_result(struct fake *f, const char *kind, const char *word)
 	        {"rcpt", "remote", SMTP_RCPT_REMOTE},
 	        {"rcpt", "unknown", SMTP_RCPT_UNKNOWN},
 	        {"rcpt", "tempfail", SMTP_RCPT_TEMPFAIL},
+	        {"rcpt", "full", SMTP_RCPT_FULL},
 	        {"auth", "ok", SMTP_AUTH_OK},
 	        {"auth", "fail", SMTP_AUTH_FAIL},
 	        {"auth", "tempfail", SMTP_AUTH_TEMPFAIL},
