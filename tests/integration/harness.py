@@ -69,12 +69,23 @@ def tool_path(name):
     return BUILD / "tools" / name
 
 
+_handed_out = set()
+
+
 def free_port(family=socket.AF_INET):
-    """A currently free TCP port on loopback."""
+    """A currently free TCP port on loopback, never one this process handed
+    out before: the kernel may give the same just-closed port to two binds
+    in a row, and a test that asks for several ports at once (one per
+    listener) must get distinct ones."""
     host = "127.0.0.1" if family == socket.AF_INET else "::1"
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    for _ in range(100):
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no fresh loopback port after 100 tries")
 
 
 def wait_port(host, port, timeout=10.0, proc=None):
