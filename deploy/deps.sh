@@ -20,7 +20,7 @@ BUILD_PKGS="build-essential pkg-config clang llvm libclang-rt-14-dev clang-forma
  postgresql redis-server openssl ca-certificates curl"
 TEST_PKGS="python3 python3-pytest python3-botocore haproxy swaks
  dovecot-core dovecot-imapd dovecot-lmtpd postfix isync neomutt
- python3-dkim python3-yaml dnsmasq-base wireguard-tools wireguard-go iproute2
+ python3-dkim python3-nacl python3-cryptography python3-yaml dnsmasq-base wireguard-tools wireguard-go iproute2
  systemd util-linux whois argon2 strace
  libnet-ssleay-perl libio-socket-ssl-perl"
 
