@@ -120,11 +120,6 @@ static char *utf8_or_null(const char *s)
 	return xstrdup(s);
 }
 
-void delivery_sql_text_array(struct buf *out, const char *const *v, size_t n)
-{
-	pg_array_text_append(out, v, n);
-}
-
 char *delivery_sql_parts_json(const struct mime_part *parts, size_t n)
 {
 	struct buf b;

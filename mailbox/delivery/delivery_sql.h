@@ -80,10 +80,6 @@ void delivery_sql_free(struct delivery_sql *q);
  */
 char *delivery_sql_parts_json(const struct mime_part *parts, size_t n);
 
-/* The same as pg_array_text_append (mailbox/store/pg.h), where the
- * builder lives now; kept for the callers that still use this name. */
-void delivery_sql_text_array(struct buf *out, const char *const *v, size_t n);
-
 /* True if s[0..n) is valid UTF-8 (no overlongs, surrogates or values past
  * U+10FFFF). */
 bool delivery_sql_utf8_valid(const char *s, size_t n);

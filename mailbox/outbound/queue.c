@@ -534,7 +534,7 @@ static void record(struct qmsg *m)
 	buf_puts(&sts, "}");
 	buf_puts(&nxt, "}");
 	buf_puts(&dly, "}");
-	delivery_sql_text_array(&err, errs, m->nrcpts);
+	pg_array_text_append(&err, errs, m->nrcpts);
 	buf_append(&ids, "", 1);
 	buf_append(&sts, "", 1);
 	buf_append(&nxt, "", 1);
@@ -1120,7 +1120,7 @@ static void pick_keys(struct qmsg *m)
 		const char *params[1];
 
 		buf_init(&arr, 0);
-		delivery_sql_text_array(&arr, doms, 1);
+		pg_array_text_append(&arr, doms, 1);
 		buf_append(&arr, "", 1);
 		params[0] = (const char *)buf_ptr(&arr);
 		m->pgr = pg_query(q->st.pg, QUEUE_KEYS_SQL, 1, params, on_keys, m);

@@ -9,6 +9,7 @@
 
 #include "mailbox/delivery/delivery_sql.h"
 #include "mailbox/mime/parser.h"
+#include "mailbox/store/pg.h"
 #include "shared/buf.h"
 #include "shared/xmalloc.h"
 
@@ -203,13 +204,13 @@ UNIT_TEST(delivery_sql_parts_json)
 	free(j);
 }
 
-UNIT_TEST(delivery_sql_text_array)
+UNIT_TEST(pg_array_text_append_literal)
 {
 	const char *v[] = {"a", "b\\c", "d\"e", NULL, ""};
 	struct buf b;
 
 	buf_init(&b, 0);
-	delivery_sql_text_array(&b, v, 5);
+	pg_array_text_append(&b, v, 5);
 	CHECK_INT(buf_len(&b), strlen("{\"a\",\"b\\\\c\",\"d\\\"e\",NULL,\"\"}"));
 	CHECK_MEM(buf_ptr(&b), "{\"a\",\"b\\\\c\",\"d\\\"e\",NULL,\"\"}", buf_len(&b));
 	buf_free(&b);

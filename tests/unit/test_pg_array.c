@@ -10,7 +10,6 @@
  */
 #include "tests/unit/unit.h"
 
-#include "mailbox/delivery/delivery_sql.h"
 #include "mailbox/store/pg.h"
 #include "shared/buf.h"
 #include "shared/xmalloc.h"
@@ -122,19 +121,5 @@ UNIT_TEST(pg_array_integers)
 	free(s);
 	s = pg_array_uint32(u32, 0);
 	CHECK_STR(s, "{}");
-	free(s);
-}
-
-UNIT_TEST(delivery_sql_text_array_is_the_same_builder)
-{
-	const char *v[] = {"a", "b\\c", "d\"e", NULL, ""};
-	struct buf b;
-	char *s = pg_array_text(v, 5);
-
-	buf_init(&b, 0);
-	delivery_sql_text_array(&b, v, 5);
-	CHECK_INT(buf_len(&b), strlen(s));
-	CHECK_MEM(buf_ptr(&b), s, buf_len(&b));
-	buf_free(&b);
 	free(s);
 }
