@@ -721,6 +721,47 @@ static void rows_done(struct imap_session *s, enum imap_store_status st,
 	free(unseen);
 }
 
+/*
+ * A batch that asks for nothing but flags, UID and MODSEQ, answered from
+ * what the session knows (imap_msgmap_note: every FETCH, STORE and sync
+ * answer of the store is remembered), without a store request.  Only when
+ * every message of the batch is known and nothing is pending: a
+ * notification of another session's change (sel.dirty) or an expunge not
+ * yet announced (sel.gone) sends the batch to the store, as before.  What
+ * is known is at least as new as the last sync, so the answer is what the
+ * store said at that point or later, like a FETCH that comes just before
+ * a change of another session.
+ */
+static bool rows_known(struct imap_session *s, struct imap_fetch_job *j, const uint32_t *uids,
+                       size_t n)
+{
+	const struct imap_msgmap *map = &s->sel.map;
+
+	if (j->want != 0 || j->set_seen || s->sel.dirty || s->sel.ngone > 0 || map->flags == NULL)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t seq = imap_msgmap_seq(map, uids[i]);
+
+		if (seq == 0 || map->flags[seq - 1] == IMAP_MSGMAP_UNKNOWN)
+			return false;
+	}
+	j->rows = xcalloc(n ? n : 1, sizeof(*j->rows));
+	j->nrows = n;
+	j->row = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct imap_msgmap_flagset *set;
+		struct fmeta *m = &j->rows[i];
+
+		imap_msgmap_known(map, imap_msgmap_seq(map, uids[i]), &set, &m->modseq);
+		m->uid = uids[i];
+		m->flags = xcalloc(set->n ? set->n : 1, sizeof(*m->flags));
+		for (size_t k = 0; k < set->n; k++)
+			m->flags[k] = xstrdup(set->names[k]);
+		m->nflags = set->n;
+	}
+	return true;
+}
+
 /* Close the FETCH line of the current row. */
 static void row_end(struct imap_session *s, struct fmeta *m)
 {
@@ -763,6 +804,8 @@ static void fetch_step(struct imap_session *s)
 			                                         : IMAP_FETCH_BATCH;
 			j->pos += n;
 			j->batch = n;
+			if (rows_known(s, j, j->uids + j->pos - n, n))
+				continue;
 			s->k_fetch = rows_done;
 			imap_op_begin(s, IMAP_OP_FETCH);
 			s->ops->fetch(s->ctx, j->uids + j->pos - n, n, j->want);

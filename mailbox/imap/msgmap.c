@@ -12,8 +12,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+void imap_msgmap_forget(struct imap_msgmap *m)
+{
+	free(m->modseq);
+	free(m->flags);
+	m->modseq = NULL;
+	m->flags = NULL;
+	for (size_t i = 0; i < m->nsets; i++) {
+		for (size_t k = 0; k < m->sets[i].n; k++)
+			free(m->sets[i].names[k]);
+		free(m->sets[i].names);
+	}
+	free(m->sets);
+	m->sets = NULL;
+	m->nsets = 0;
+}
+
 void imap_msgmap_free(struct imap_msgmap *m)
 {
+	imap_msgmap_forget(m);
 	free(m->uids);
 	memset(m, 0, sizeof(*m));
 }
@@ -26,10 +43,15 @@ static void reserve(struct imap_msgmap *m, size_t n)
 	while (m->cap < n)
 		m->cap *= 2;
 	m->uids = xreallocarray(m->uids, m->cap, sizeof(*m->uids));
+	if (m->flags != NULL) {
+		m->modseq = xreallocarray(m->modseq, m->cap, sizeof(*m->modseq));
+		m->flags = xreallocarray(m->flags, m->cap, sizeof(*m->flags));
+	}
 }
 
 void imap_msgmap_set(struct imap_msgmap *m, const uint32_t *uids, size_t n)
 {
+	imap_msgmap_forget(m);
 	m->n = 0;
 	reserve(m, n);
 	if (n > 0)
@@ -40,6 +62,10 @@ void imap_msgmap_set(struct imap_msgmap *m, const uint32_t *uids, size_t n)
 void imap_msgmap_append(struct imap_msgmap *m, uint32_t uid)
 {
 	reserve(m, m->n + 1);
+	if (m->flags != NULL) {
+		m->flags[m->n] = IMAP_MSGMAP_UNKNOWN;
+		m->modseq[m->n] = 0;
+	}
 	m->uids[m->n++] = uid;
 }
 
@@ -79,7 +105,68 @@ void imap_msgmap_remove(struct imap_msgmap *m, uint32_t seq)
 	if (seq == 0 || seq > m->n)
 		return;
 	memmove(m->uids + seq - 1, m->uids + seq, (m->n - seq) * sizeof(*m->uids));
+	if (m->flags != NULL) {
+		memmove(m->flags + seq - 1, m->flags + seq, (m->n - seq) * sizeof(*m->flags));
+		memmove(m->modseq + seq - 1, m->modseq + seq, (m->n - seq) * sizeof(*m->modseq));
+	}
 	m->n--;
+}
+
+/* The index of this flag list in m->sets, adding it; UNKNOWN: no room. */
+static uint32_t flagset(struct imap_msgmap *m, const char *const *flags, size_t n)
+{
+	struct imap_msgmap_flagset *f;
+
+	for (size_t i = 0; i < m->nsets; i++) {
+		size_t k;
+
+		if (m->sets[i].n != n)
+			continue;
+		for (k = 0; k < n && strcmp(m->sets[i].names[k], flags[k]) == 0; k++)
+			;
+		if (k == n)
+			return (uint32_t)i;
+	}
+	if (m->nsets >= IMAP_MSGMAP_MAX_FLAGSETS)
+		return IMAP_MSGMAP_UNKNOWN;
+	m->sets = xreallocarray(m->sets, m->nsets + 1, sizeof(*m->sets));
+	f = &m->sets[m->nsets];
+	f->names = xcalloc(n ? n : 1, sizeof(*f->names));
+	for (size_t k = 0; k < n; k++)
+		f->names[k] = xstrdup(flags[k]);
+	f->n = n;
+	return (uint32_t)m->nsets++;
+}
+
+void imap_msgmap_note(struct imap_msgmap *m, uint32_t uid, uint64_t modseq,
+                      const char *const *flags, size_t nflags)
+{
+	uint32_t seq = imap_msgmap_seq(m, uid);
+	size_t i;
+
+	if (seq == 0)
+		return;
+	if (m->flags == NULL) {
+		m->modseq = xcalloc(m->cap, sizeof(*m->modseq));
+		m->flags = xcalloc(m->cap, sizeof(*m->flags));
+		for (i = 0; i < m->n; i++)
+			m->flags[i] = IMAP_MSGMAP_UNKNOWN;
+	}
+	i = seq - 1;
+	if (m->flags[i] != IMAP_MSGMAP_UNKNOWN && m->modseq[i] > modseq)
+		return; /* an older answer than what is known */
+	m->flags[i] = flagset(m, flags, nflags);
+	m->modseq[i] = modseq;
+}
+
+bool imap_msgmap_known(const struct imap_msgmap *m, uint32_t seq,
+                       const struct imap_msgmap_flagset **set_r, uint64_t *modseq_r)
+{
+	if (m->flags == NULL || seq == 0 || seq > m->n || m->flags[seq - 1] == IMAP_MSGMAP_UNKNOWN)
+		return false;
+	*set_r = &m->sets[m->flags[seq - 1]];
+	*modseq_r = m->modseq[seq - 1];
+	return true;
 }
 
 uint32_t imap_msgmap_max_uid(const struct imap_msgmap *m)

@@ -19,7 +19,25 @@
 struct imap_msgmap {
 	uint32_t *uids;
 	size_t n, cap;
+	/*
+	 * What the session last learned of each message's flags and MODSEQ
+	 * (imap_msgmap_note), parallel to uids: NULL until the first note,
+	 * so a session that never asks for flags pays nothing.  An entry is
+	 * the index of its flag list in sets (each distinct list once, names
+	 * and order exactly as the store gave them; a mailbox has few), or
+	 * IMAP_MSGMAP_UNKNOWN: nothing known (also when sets is full).
+	 */
+	uint64_t *modseq;
+	uint32_t *flags;
+	struct imap_msgmap_flagset {
+		char **names;
+		size_t n;
+	} * sets;
+	size_t nsets;
 };
+
+#define IMAP_MSGMAP_UNKNOWN      UINT32_MAX
+#define IMAP_MSGMAP_MAX_FLAGSETS 256
 
 /* Drop everything (the struct may be reused). */
 void imap_msgmap_free(struct imap_msgmap *m);
@@ -33,6 +51,23 @@ uint32_t imap_msgmap_seq(const struct imap_msgmap *m, uint32_t uid);
 void imap_msgmap_remove(struct imap_msgmap *m, uint32_t seq);
 /* The highest UID, 0 when empty. */
 uint32_t imap_msgmap_max_uid(const struct imap_msgmap *m);
+
+/*
+ * Learn that uid has these flags at modseq, from the store (a FETCH, STORE
+ * or changes row: the message's state when the store answered).  Ignored
+ * for a UID not in the map and when a newer MODSEQ is already known.
+ */
+void imap_msgmap_note(struct imap_msgmap *m, uint32_t uid, uint64_t modseq,
+                      const char *const *flags, size_t nflags);
+/* Forget every flag and MODSEQ learned (the UIDs stay). */
+void imap_msgmap_forget(struct imap_msgmap *m);
+/*
+ * The flags known for message number seq (1..n): true with the list (owned
+ * by the map, valid until it changes) and the MODSEQ; false when nothing
+ * is known.
+ */
+bool imap_msgmap_known(const struct imap_msgmap *m, uint32_t seq,
+                       const struct imap_msgmap_flagset **set_r, uint64_t *modseq_r);
 
 /*
  * The UIDs a sequence set names, ascending and distinct, in a fresh

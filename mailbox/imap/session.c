@@ -1007,6 +1007,12 @@ void imap_session_fetch_done(struct imap_session *s, enum imap_store_status st,
 {
 	if (!complete(s, IMAP_OP_FETCH))
 		return;
+	/* the store's answers are the messages' current state: remember
+	 * their flags (mailbox/imap/fetch.c answers FLAGS from them) */
+	if (st == IMAP_STORE_OK)
+		for (size_t i = 0; i < n; i++)
+			imap_msgmap_note(&s->sel.map, rows[i].uid, rows[i].modseq, rows[i].flags,
+			                 rows[i].nflags);
 	s->k_fetch(s, st, rows, n);
 }
 
@@ -1015,6 +1021,10 @@ void imap_session_store_done(struct imap_session *s, enum imap_store_status st,
 {
 	if (!complete(s, IMAP_OP_STORE))
 		return;
+	if (st == IMAP_STORE_OK)
+		for (size_t i = 0; i < n; i++)
+			imap_msgmap_note(&s->sel.map, v[i].uid, v[i].modseq, v[i].flags,
+			                 v[i].nflags);
 	s->k_store(s, st, v, n);
 }
 
@@ -1024,6 +1034,11 @@ void imap_session_changes_done(struct imap_session *s, enum imap_store_status st
 {
 	if (!complete(s, IMAP_OP_CHANGES))
 		return;
+	if (st == IMAP_STORE_OK && uidvalidity == s->sel.uidvalidity)
+		for (size_t i = 0; i < n; i++)
+			if (!v[i].expunged)
+				imap_msgmap_note(&s->sel.map, v[i].uid, v[i].modseq, v[i].flags,
+				                 v[i].nflags);
 	s->k_changes(s, st, v, n, highestmodseq, uidvalidity);
 }
 

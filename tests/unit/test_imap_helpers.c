@@ -123,6 +123,92 @@ UNIT_TEST(imap_msgmap_resolve_table)
 	CHECK_INT(imap_msgmap_max_uid(&m), 0);
 }
 
+/* "uid:modseq:flag flag" of message seq, or "-" when nothing is known */
+static void known_str(const struct imap_msgmap *m, uint32_t seq, char *out, size_t outsz)
+{
+	const struct imap_msgmap_flagset *set;
+	uint64_t modseq;
+	size_t len;
+
+	if (!imap_msgmap_known(m, seq, &set, &modseq)) {
+		snprintf(out, outsz, "-");
+		return;
+	}
+	len = (size_t)snprintf(out, outsz, "%u:%llu:", (unsigned)m->uids[seq - 1],
+	                       (unsigned long long)modseq);
+	for (size_t i = 0; i < set->n && len < outsz; i++)
+		len += (size_t)snprintf(out + len, outsz - len, i ? " %s" : "%s", set->names[i]);
+}
+
+UNIT_TEST(imap_msgmap_flags_known)
+{
+	static const uint32_t uids[] = {3, 5, 9};
+	const char *seen[] = {"\\Seen"}, *two[] = {"\\Seen", "$Junk"}, *rev[] = {"$Junk", "\\Seen"};
+	struct imap_msgmap m = {0};
+	char out[128], name[16];
+
+	imap_msgmap_set(&m, uids, 3);
+	known_str(&m, 1, out, sizeof(out));
+	CHECK_STR(out, "-");
+	CHECK(m.flags == NULL); /* nothing allocated before the first note */
+	imap_msgmap_note(&m, 5, 10, seen, 1);
+	imap_msgmap_note(&m, 4, 10, seen, 1); /* not in the map: ignored */
+	known_str(&m, 1, out, sizeof(out));
+	CHECK_STR(out, "-");
+	known_str(&m, 2, out, sizeof(out));
+	CHECK_STR(out, "5:10:\\Seen");
+	/* an older answer does not overwrite a newer one; an equal or newer does */
+	imap_msgmap_note(&m, 5, 9, two, 2);
+	known_str(&m, 2, out, sizeof(out));
+	CHECK_STR(out, "5:10:\\Seen");
+	imap_msgmap_note(&m, 5, 12, two, 2);
+	known_str(&m, 2, out, sizeof(out));
+	CHECK_STR(out, "5:12:\\Seen $Junk");
+	/* order and names kept exactly; no flags at all is a known state */
+	imap_msgmap_note(&m, 9, 13, rev, 2);
+	known_str(&m, 3, out, sizeof(out));
+	CHECK_STR(out, "9:13:$Junk \\Seen");
+	imap_msgmap_note(&m, 3, 14, NULL, 0);
+	known_str(&m, 1, out, sizeof(out));
+	CHECK_STR(out, "3:14:");
+	CHECK_INT(m.nsets, 4);
+	/* removal shifts the knowledge with the UIDs; an appended UID is unknown */
+	imap_msgmap_remove(&m, 2);
+	known_str(&m, 2, out, sizeof(out));
+	CHECK_STR(out, "9:13:$Junk \\Seen");
+	for (uint32_t u = 20; u < 60; u++) /* grows past the first capacity */
+		imap_msgmap_append(&m, u);
+	known_str(&m, 3, out, sizeof(out));
+	CHECK_STR(out, "-");
+	imap_msgmap_note(&m, 59, 20, seen, 1);
+	known_str(&m, (uint32_t)m.n, out, sizeof(out));
+	CHECK_STR(out, "59:20:\\Seen");
+	known_str(&m, 2, out, sizeof(out));
+	CHECK_STR(out, "9:13:$Junk \\Seen");
+	/* a full table of distinct flag lists: further lists stay unknown */
+	for (int i = 0; (size_t)i < IMAP_MSGMAP_MAX_FLAGSETS; i++) {
+		const char *f[1] = {name};
+
+		snprintf(name, sizeof(name), "k%d", i);
+		imap_msgmap_note(&m, 20, (uint64_t)(100 + i), f, 1);
+	}
+	CHECK_INT(m.nsets, IMAP_MSGMAP_MAX_FLAGSETS);
+	known_str(&m, 3, out, sizeof(out));
+	CHECK(strcmp(out, "-") == 0);            /* the last list did not fit */
+	imap_msgmap_note(&m, 20, 1000, seen, 1); /* a list already in the table */
+	known_str(&m, 3, out, sizeof(out));
+	CHECK_STR(out, "20:1000:\\Seen");
+	/* forget and set drop everything learned */
+	imap_msgmap_forget(&m);
+	known_str(&m, 2, out, sizeof(out));
+	CHECK_STR(out, "-");
+	imap_msgmap_note(&m, 9, 1, seen, 1);
+	imap_msgmap_set(&m, uids, 3);
+	known_str(&m, 3, out, sizeof(out));
+	CHECK_STR(out, "-");
+	imap_msgmap_free(&m);
+}
+
 UNIT_TEST(imap_headers_filter_table)
 {
 	static const char hdr[] = "From: a@b\r\n"

@@ -38,7 +38,8 @@
  *   # handshake ok|fail | shutdown timeout|shutdown|kicked
  *   # expect closing|open|no-output|tls-started
  *   # expect abuse LIST | id TEXT | spools N | state NAME | user NAME |
- *            throttled MS
+ *            throttled MS | requests N (store requests since the last
+ *            such check, which starts the count again)
  *
  * The transcripts are found next to this file through __FILE__ (make runs
  * the unit binary from the repository root).
@@ -484,6 +485,10 @@ static void directive(struct run *r, char *text)
 
 			if (u == NULL || strcmp(u, tok[2]) != 0)
 				fail(r, "user %s", u ? u : "(none)");
+		} else if (strcmp(what, "requests") == 0 && ntok == 3) {
+			if (r->f.requests != (unsigned)atoi(tok[2]))
+				fail(r, "%u store requests, want %s", r->f.requests, tok[2]);
+			r->f.requests = 0;
 		} else if (strcmp(what, "throttled") == 0 && ntok == 3) {
 			if (r->f.throttled_for != strtoull(tok[2], NULL, 10))
 				fail(r, "throttled for %llu",
