@@ -666,6 +666,110 @@ static const struct migration migrations[] = {
          "    UPDATE mailboxes mb SET highestmodseq = v_modseq WHERE mb.id = p_mailbox;\n"
          "  END IF;\n"
          "END $$;\n"},
+        {4,
+         "store functions: generic plans, no row locks in store_flags, words without a "
+         "subtransaction; blob index over live messages only",
+         /* the only reader of messages.blob_key by key is the blob GC, which
+            asks for messages not expunged; indexing only those spares every
+            EXPUNGE a new entry of a random 64-octet key (modseq being
+            indexed, no update of messages is HOT) */
+         "CREATE INDEX messages_blob_live ON messages(blob_key) WHERE NOT expunged;\n"
+         "DROP INDEX messages_blob;\n"
+         /* plpgsql planned the statements of these functions again on every
+            call (custom plans: a parameter array makes the generic plan
+            look dearer than it is), a third of tp_store_flags' time; every
+            statement in them is an index lookup by mailbox and UID, which
+            the generic plan does as well */
+         "ALTER FUNCTION tp_deliver(bigint[], text, bigint, timestamptz, text[], text, text, "
+         "text, text, text, text, text, timestamptz, text, jsonb, text)\n"
+         "  SET plan_cache_mode = force_generic_plan;\n"
+         "ALTER FUNCTION tp_expunge(bigint, bigint[]) SET plan_cache_mode = force_generic_plan;\n"
+         "ALTER FUNCTION tp_copy(bigint, bigint[], bigint, boolean)\n"
+         "  SET plan_cache_mode = force_generic_plan;\n"
+         /* the exception block (a subtransaction per call) only where the
+            limit can be reached: below 256 KB of UTF-8 a tsvector stays
+            under its 1 MB (lexemes at most 1.5 times their text after
+            lower-casing, plus 5 bytes of entry and position per distinct
+            word of at least 2 input bytes: at most 2.75 bytes per byte) */
+         "CREATE OR REPLACE FUNCTION tp_tsv(t text) RETURNS tsvector LANGUAGE plpgsql IMMUTABLE "
+         "AS $$\n"
+         "BEGIN\n"
+         "  IF t IS NULL THEN RETURN NULL; END IF;\n"
+         "  IF octet_length(t) <= 262144 THEN RETURN strip(to_tsvector('simple', t)); END IF;\n"
+         "  BEGIN\n"
+         "    RETURN strip(to_tsvector('simple', t));\n"
+         "  EXCEPTION WHEN program_limit_exceeded THEN\n"
+         "    RETURN strip(to_tsvector('simple', left(t, 65536)));\n"
+         "  END;\n"
+         "END $$;\n"
+         /* store_flags: every writer of a mailbox's messages holds its
+            mailbox row lock (taken first here), so the message rows need no
+            lock of their own; the new flags are computed with array
+            operators instead of a subquery per row */
+         "CREATE OR REPLACE FUNCTION tp_store_flags(p_mailbox bigint, p_uids bigint[], "
+         "p_mode text,\n"
+         "    p_flags text[], p_unchangedsince bigint)\n"
+         "RETURNS TABLE(uid bigint, modseq bigint, flags text[], failed boolean, changed boolean)\n"
+         "LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$\n"
+         "DECLARE\n"
+         "  v_modseq bigint;\n"
+         "  v_start bigint;\n"
+         "  r record;\n"
+         "  v_new text[];\n"
+         "  v_set text[];\n"
+         "  f text;\n"
+         "BEGIN\n"
+         "  IF p_mode NOT IN ('set', 'add', 'remove') THEN\n"
+         "    RAISE EXCEPTION 'tp_store_flags: bad mode %', p_mode;\n"
+         "  END IF;\n"
+         "  SELECT mb.highestmodseq INTO v_modseq FROM mailboxes mb WHERE mb.id = p_mailbox FOR "
+         "UPDATE;\n"
+         "  IF NOT FOUND THEN RETURN; END IF;\n"
+         "  v_start := v_modseq;\n"
+         "  v_set := ARRAY(SELECT DISTINCT x FROM unnest(coalesce(p_flags, '{}')) x ORDER BY x);\n"
+         "  FOR r IN SELECT m.id, m.uid, m.modseq, m.flags FROM messages m\n"
+         "      WHERE m.mailbox_id = p_mailbox AND m.uid = ANY(p_uids) AND NOT m.expunged\n"
+         "      ORDER BY m.uid LOOP\n"
+         "    IF p_unchangedsince IS NOT NULL AND r.modseq > p_unchangedsince THEN\n"
+         "      uid := r.uid; modseq := r.modseq; flags := r.flags; failed := true;\n"
+         "      changed := false;\n"
+         "      RETURN NEXT; CONTINUE;\n"
+         "    END IF;\n"
+         /* the stored arrays hold no duplicates, so set equality is two
+            containments */
+         "    IF p_mode = 'set' THEN\n"
+         "      v_new := CASE WHEN r.flags @> v_set AND r.flags <@ v_set THEN r.flags\n"
+         "                    ELSE v_set END;\n"
+         "    ELSIF p_mode = 'add' THEN\n"
+         "      v_new := r.flags;\n"
+         "      FOREACH f IN ARRAY v_set LOOP\n"
+         "        IF NOT f = ANY(v_new) THEN v_new := v_new || f; END IF;\n"
+         "      END LOOP;\n"
+         /* kept sorted, as every other way of writing flags leaves them */
+         "      IF cardinality(v_new) > cardinality(r.flags) THEN\n"
+         "        v_new := ARRAY(SELECT x FROM unnest(v_new) x ORDER BY x);\n"
+         "      END IF;\n"
+         "    ELSE\n"
+         "      v_new := r.flags;\n"
+         "      FOREACH f IN ARRAY v_set LOOP\n"
+         "        v_new := array_remove(v_new, f);\n"
+         "      END LOOP;\n"
+         "    END IF;\n"
+         "    IF v_new IS DISTINCT FROM r.flags THEN\n"
+         "      v_modseq := v_modseq + 1;\n"
+         "      UPDATE messages m SET flags = v_new, modseq = v_modseq WHERE m.id = r.id;\n"
+         "      uid := r.uid; modseq := v_modseq; flags := v_new; failed := false;\n"
+         "      changed := true;\n"
+         "    ELSE\n"
+         "      uid := r.uid; modseq := r.modseq; flags := r.flags; failed := false;\n"
+         "      changed := false;\n"
+         "    END IF;\n"
+         "    RETURN NEXT;\n"
+         "  END LOOP;\n"
+         "  IF v_modseq > v_start THEN\n"
+         "    UPDATE mailboxes mb SET highestmodseq = v_modseq WHERE mb.id = p_mailbox;\n"
+         "  END IF;\n"
+         "END $$;\n"},
 };
 
 int schema_latest(void)

@@ -35,10 +35,10 @@ def sql(cfg, q, *params):
 def test_migrations_apply_and_are_idempotent(cfg, postgres, postgres_db):
     r = su.run(cfg, "schema-check", check=False)
     assert r.returncode == 1
-    assert su.last_line(r.stderr) == ("database schema is version 0, this build needs 3: "
+    assert su.last_line(r.stderr) == ("database schema is version 0, this build needs 4: "
                                       "run 'tailpost-mailbox migrate'")
-    assert su.run(cfg, "migrate").stdout.strip() == "migrated from 0 to 3"
-    assert su.run(cfg, "migrate").stdout.strip() == "migrated from 3 to 3"
+    assert su.run(cfg, "migrate").stdout.strip() == "migrated from 0 to 4"
+    assert su.run(cfg, "migrate").stdout.strip() == "migrated from 4 to 4"
     assert su.run(cfg, "schema-check").stdout.strip() == "ok"
     tables = postgres.psql("SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables"
                            " WHERE schemaname = 'public'", dbname=postgres_db.name).strip()
@@ -46,12 +46,12 @@ def test_migrations_apply_and_are_idempotent(cfg, postgres, postgres_db):
               "mailboxes", "messages", "queue_messages", "queue_rcpts", "schema_version"):
         assert t in tables.split(","), tables
     assert postgres.psql("SELECT count(*) FROM schema_version",
-                         dbname=postgres_db.name).strip() == "3"
+                         dbname=postgres_db.name).strip() == "4"
     # a database newer than the build is refused both ways
     postgres.psql("INSERT INTO schema_version(version, name) VALUES (99, 'future')",
                   dbname=postgres_db.name)
     r = su.run(cfg, "schema-check", check=False)
-    assert "database schema is version 99, newer than this build (3)" in r.stderr
+    assert "database schema is version 99, newer than this build (4)" in r.stderr
     r = su.run(cfg, "migrate", check=False)
     assert r.returncode == 1 and "newer than this build" in r.stderr
 
@@ -83,9 +83,9 @@ def test_concurrent_migrators_serialise_on_the_advisory_lock(cfg, postgres, post
             harness.stop(p)
         harness.stop(holder)
     assert [p.returncode for p in procs] == [0, 0]
-    assert outs == ["migrated from 0 to 3", "migrated from 3 to 3"]
+    assert outs == ["migrated from 0 to 4", "migrated from 4 to 4"]
     assert postgres.psql("SELECT count(*) FROM schema_version",
-                         dbname=postgres_db.name).strip() == "3"
+                         dbname=postgres_db.name).strip() == "4"
 
 
 def new_mailbox(cfg, login="u"):
@@ -167,6 +167,19 @@ def test_flags_expunge_copy_move(migrated):
     sql(migrated, "SELECT * FROM tp_store_flags($1, ARRAY[3]::bigint[], 'remove',"
         " ARRAY['$Nothing'], NULL)", a)
     assert sql(migrated, "SELECT highestmodseq FROM mailboxes WHERE id = $1", a) == before
+    # 'set' to the same flags in another order and with a duplicate: no change;
+    # a new flag is added in sorted order; 'set' replaces
+    out = sql(migrated, "SELECT uid, modseq, flags, changed FROM tp_store_flags($1,"
+              " ARRAY[2]::bigint[], 'set', ARRAY['\\Deleted','$Junk','$Junk'], NULL)", a)
+    assert out == "2\t6\t{$Junk,\"\\\\Deleted\"}\tf"
+    out = sql(migrated, "SELECT flags, changed FROM tp_store_flags($1, ARRAY[2]::bigint[],"
+              " 'add', ARRAY['\\Answered'], NULL)", a)
+    assert out == "{$Junk,\"\\\\Answered\",\"\\\\Deleted\"}\tt"
+    out = sql(migrated, "SELECT flags, changed FROM tp_store_flags($1, ARRAY[2]::bigint[],"
+              " 'set', ARRAY['\\Deleted'], NULL)", a)
+    assert out == "{\"\\\\Deleted\"}\tt"
+    before = sql(migrated, "SELECT highestmodseq FROM mailboxes WHERE id = $1", a)
+    assert before == "8"
     out = sql(migrated, "SELECT src_uid, dst_uid FROM tp_copy($1, ARRAY[1,2,3]::bigint[], $2,"
               " false)", a, b)
     assert out.split("\n") == ["1\t1", "2\t2", "3\t3"]
