@@ -576,8 +576,9 @@ static const struct conf_key imap_keys[] = {
          .def = "64MB",
          .min = 0,
          .max = 16LL << 30,
-         .help = "bytes of message bodies kept in memory (LRU, shared by every IMAP "
-                 "session) so repeated body fetches skip the blob store; 0: off"},
+         .help = "bytes of message bodies and stored message metadata kept in memory (LRU, "
+                 "shared by every IMAP session) so repeated fetches skip the blob store and "
+                 "Postgres; 0: off"},
 };
 
 /* A separator must not occur in logins and addresses. */

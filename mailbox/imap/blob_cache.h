@@ -11,7 +11,9 @@
  * octets stays at or below the limit; the least recently used entries go
  * first, and an answer larger than a quarter of the limit is not kept
  * (it would flush everything else).  One cache per process, shared by
- * every session, on the loop thread.  Pure: no I/O.
+ * every session, on the loop thread.  Pure: no I/O.  The Postgres store
+ * also keeps messages' stored metadata in it, under keys that are not
+ * blob keys (meta_cache.h).
  */
 #ifndef MAILBOX_IMAP_BLOB_CACHE_H
 #define MAILBOX_IMAP_BLOB_CACHE_H

@@ -722,12 +722,14 @@ static void rows_done(struct imap_session *s, enum imap_store_status st,
 }
 
 /*
- * A batch that asks for nothing but flags, UID and MODSEQ, answered from
- * what the session knows (imap_msgmap_note: every FETCH, STORE and sync
- * answer of the store is remembered), without a store request.  Only when
- * every message of the batch is known and nothing is pending: a
- * notification of another session's change (sel.dirty) or an expunge not
- * yet announced (sel.gone) sends the batch to the store, as before.  What
+ * A batch answered without a store request: flags and MODSEQ from what the
+ * session knows (imap_msgmap_note: every FETCH, STORE and sync answer of
+ * the store is remembered), any other item from ops.fetch_cached (the
+ * metadata written at delivery, which never changes).  Only when every
+ * message of the batch is known, the items do not set \Seen, and nothing
+ * is pending: a notification of another session's change (sel.dirty) or
+ * an expunge not yet announced (sel.gone) sends the batch to the store, as
+ * before.  What
  * is known is at least as new as the last sync, so the answer is what the
  * store said at that point or later, like a FETCH that comes just before
  * a change of another session.
@@ -736,8 +738,11 @@ static bool rows_known(struct imap_session *s, struct imap_fetch_job *j, const u
                        size_t n)
 {
 	const struct imap_msgmap *map = &s->sel.map;
+	struct imap_msg_meta *rows;
 
-	if (j->want != 0 || j->set_seen || s->sel.dirty || s->sel.ngone > 0 || map->flags == NULL)
+	if (j->set_seen || s->sel.dirty || s->sel.ngone > 0 || map->flags == NULL || n == 0)
+		return false;
+	if (j->want != 0 && s->ops->fetch_cached == NULL)
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		uint32_t seq = imap_msgmap_seq(map, uids[i]);
@@ -745,20 +750,23 @@ static bool rows_known(struct imap_session *s, struct imap_fetch_job *j, const u
 		if (seq == 0 || map->flags[seq - 1] == IMAP_MSGMAP_UNKNOWN)
 			return false;
 	}
-	j->rows = xcalloc(n ? n : 1, sizeof(*j->rows));
-	j->nrows = n;
-	j->row = 0;
+	/* the rest of the metadata (written once, at delivery) from what the
+	 * store has at hand */
+	rows = xcalloc(n, sizeof(*rows));
+	if (j->want != 0 && !s->ops->fetch_cached(s->ctx, uids, n, j->want, rows)) {
+		free(rows);
+		return false;
+	}
 	for (size_t i = 0; i < n; i++) {
 		const struct imap_msgmap_flagset *set;
-		struct fmeta *m = &j->rows[i];
 
-		imap_msgmap_known(map, imap_msgmap_seq(map, uids[i]), &set, &m->modseq);
-		m->uid = uids[i];
-		m->flags = xcalloc(set->n ? set->n : 1, sizeof(*m->flags));
-		for (size_t k = 0; k < set->n; k++)
-			m->flags[k] = xstrdup(set->names[k]);
-		m->nflags = set->n;
+		imap_msgmap_known(map, imap_msgmap_seq(map, uids[i]), &set, &rows[i].modseq);
+		rows[i].uid = uids[i];
+		rows[i].flags = (const char *const *)set->names;
+		rows[i].nflags = set->n;
 	}
+	copy_rows(j, rows, n);
+	free(rows);
 	return true;
 }
 

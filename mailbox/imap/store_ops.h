@@ -208,6 +208,15 @@ struct imap_store_ops {
 	 * ascending; an expunged one is left out).  Answer with
 	 * imap_session_fetch_done(). */
 	void (*fetch)(void *ctx, const uint32_t *uids, size_t n, unsigned want);
+	/*
+	 * Optional, synchronous: the same metadata from what the
+	 * implementation has at hand (everything but flags and MODSEQ is
+	 * written once, at delivery), without a request.  true: rows[0..n)
+	 * filled for uids (flags and modseq left alone), valid until the next
+	 * request on ctx; false: not all of it is at hand, ask fetch.
+	 */
+	bool (*fetch_cached)(void *ctx, const uint32_t *uids, size_t n, unsigned want,
+	                     struct imap_msg_meta *rows);
 	/* len octets at offset of a message's blob (blob as in the metadata
 	 * row).  Answer with imap_session_read_done() and exactly len
 	 * octets. */

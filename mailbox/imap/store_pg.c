@@ -25,6 +25,7 @@
 #include "mailbox/directory/lookup.h"
 #include "mailbox/imap/account_conns.h"
 #include "mailbox/imap/blob_cache.h"
+#include "mailbox/imap/meta_cache.h"
 #include "mailbox/imap/search_sql.h"
 #include "mailbox/mime/parser.h"
 #include "mailbox/store/blob.h"
@@ -751,6 +752,111 @@ static struct mime_part *parts_parse(const char *s, size_t *n_r, char ***secs_r)
 	return v;
 }
 
+/*
+ * The stored metadata of fetched messages joins the body octets in the
+ * process-wide cache (meta_cache.h): it is written once, at delivery, so
+ * a later fetch of the same items can be answered without Postgres
+ * (op_fetch_cached).  An entry gains the items of each fetch.
+ */
+static void meta_keep(struct imap_pg *p, const PGresult *res, int row, unsigned want)
+{
+	struct imap_meta_entry e = {0}, add = {0};
+	const uint8_t *old;
+	char key[64];
+	size_t n = 0;
+	struct buf b;
+
+	imap_meta_key(key, sizeof(key), p->mbox, (uint32_t)u64(res, row, 0));
+	add.have = (want & IMAP_META_CACHE_BITS) | IMAP_META_INTERNALDATE | IMAP_META_SIZE;
+	if (add.have & (IMAP_META_PARTS | IMAP_META_HEADER))
+		add.have |= IMAP_META_PARTS | IMAP_META_HEADER;
+	add.internaldate = (int64_t)strtoll(PQgetvalue(res, row, 3), NULL, 10);
+	add.size = u64(res, row, 4);
+	add.envelope = str_or_null(res, row, 5);
+	add.bodystructure = str_or_null(res, row, 6);
+	add.body = str_or_null(res, row, 7);
+	add.parts = str_or_null(res, row, 8);
+	add.blob = PQgetvalue(res, row, 9);
+	old = imap_blob_cache_get(p->cache, key, 0, 0, &n);
+	if (old == NULL || imap_meta_decode(old, n, &e) < 0)
+		memset(&e, 0, sizeof(e));
+	if ((e.have & add.have) == add.have)
+		return; /* nothing new */
+	imap_meta_merge(&e, &add);
+	buf_init(&b, 0);
+	imap_meta_encode(&e, &b);
+	imap_blob_cache_put(p->cache, key, 0, 0, buf_ptr(&b), buf_len(&b));
+	buf_free(&b);
+}
+
+static void cached_free(struct imap_pg *p)
+{
+	for (size_t i = 0; i < p->ncached; i++) {
+		for (size_t k = 0; k < p->cached_rows[i].nparts; k++)
+			free(p->cached_secs[i][k]);
+		free(p->cached_secs[i]);
+		free((void *)(uintptr_t)p->cached_rows[i].parts);
+	}
+	free(p->cached_rows);
+	free(p->cached_secs);
+	p->cached_rows = NULL;
+	p->cached_secs = NULL;
+	p->ncached = 0;
+}
+
+static bool op_fetch_cached(void *ctx, const uint32_t *uids, size_t n, unsigned want,
+                            struct imap_msg_meta *rows)
+{
+	struct imap_pg *p = ctx;
+	unsigned need = want & IMAP_META_CACHE_BITS;
+
+	cached_free(p);
+	if (p->cache == NULL || p->mbox == 0 || (want & ~IMAP_META_CACHE_BITS) != 0)
+		return false;
+	p->cached_rows = xcalloc(n ? n : 1, sizeof(*p->cached_rows));
+	p->cached_secs = xcalloc(n ? n : 1, sizeof(*p->cached_secs));
+	for (size_t i = 0; i < n; i++) {
+		struct imap_meta_entry e;
+		struct imap_msg_meta *r = &p->cached_rows[i];
+		const uint8_t *v;
+		char key[64];
+		size_t len = 0;
+
+		imap_meta_key(key, sizeof(key), p->mbox, uids[i]);
+		v = imap_blob_cache_get(p->cache, key, 0, 0, &len);
+		if (v == NULL || imap_meta_decode(v, len, &e) < 0 || (e.have & need) != need) {
+			cached_free(p);
+			return false;
+		}
+		/* the strings point into the cache, which no put changes before the
+		 * session has copied them (the call is synchronous) */
+		r->uid = uids[i];
+		r->internaldate = e.internaldate;
+		r->size = e.size;
+		r->envelope = e.envelope;
+		r->bodystructure = e.bodystructure;
+		r->body = e.body;
+		r->blob = e.blob;
+		if (need & (IMAP_META_PARTS | IMAP_META_HEADER))
+			r->parts = parts_parse(e.parts, &r->nparts, &p->cached_secs[i]);
+		p->ncached = i + 1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct imap_msg_meta *r = &p->cached_rows[i];
+
+		rows[i].uid = r->uid;
+		rows[i].internaldate = r->internaldate;
+		rows[i].size = r->size;
+		rows[i].envelope = r->envelope;
+		rows[i].bodystructure = r->bodystructure;
+		rows[i].body = r->body;
+		rows[i].blob = r->blob;
+		rows[i].parts = r->parts;
+		rows[i].nparts = r->nparts;
+	}
+	return true;
+}
+
 static void fetch_done(void *arg, const PGresult *res, const char *errstr)
 {
 	struct imap_pg *p = arg;
@@ -781,6 +887,8 @@ static void fetch_done(void *arg, const PGresult *res, const char *errstr)
 			r->body = str_or_null(res, i, 7);
 			r->parts = parts_parse(str_or_null(res, i, 8), &r->nparts, &secs[i]);
 			r->blob = PQgetvalue(res, i, 9);
+			if (p->cache != NULL && p->mbox != 0)
+				meta_keep(p, res, i, p->fetch_want);
 		}
 	}
 	imap_session_fetch_done(p->session, st, rows, (size_t)n);
@@ -802,6 +910,8 @@ static void fetch_done(void *arg, const PGresult *res, const char *errstr)
 static void op_fetch(void *ctx, const uint32_t *uids, size_t n, unsigned want)
 {
 	struct imap_pg *p = ctx;
+
+	p->fetch_want = want;
 	char *id = id_str(p->mbox), *arr = pg_array_uint32(uids, n);
 	const char *params[] = {id, arr};
 	char *sql;
@@ -1601,6 +1711,7 @@ void imap_pg_cleanup(struct imap_pg *p)
 	free(p->read_blob);
 	p->read_blob = NULL;
 	p->read_deferred = false;
+	cached_free(p);
 	for (size_t i = 0; i < p->nmasters; i++)
 		free(p->masters[i]);
 	free(p->masters);
@@ -1620,6 +1731,7 @@ void imap_pg_ops_fill(struct imap_store_ops *ops)
 	ops->select = op_select;
 	ops->unselect = op_unselect;
 	ops->fetch = op_fetch;
+	ops->fetch_cached = op_fetch_cached;
 	ops->read = op_read;
 	ops->store = op_store;
 	ops->expunge = op_expunge;

@@ -62,7 +62,7 @@ struct imap_pg {
 	size_t nmasters;
 	struct imap_account_conns *conns; /* per-account session counts */
 	unsigned max_per_account;         /* 0: no limit */
-	struct imap_blob_cache *cache;    /* body reads */
+	struct imap_blob_cache *cache;    /* body reads and stored metadata */
 	/* With a cache: run imap_pg_deferred(p) soon from the loop (not
 	 * from inside this call). */
 	void (*defer)(struct imap_pg *p);
@@ -74,8 +74,13 @@ struct imap_pg {
 	bool counted;    /* holds a slot in conns */
 	char *read_blob; /* the read in flight */
 	uint64_t read_off, read_len;
-	bool read_deferred; /* waiting for imap_pg_deferred() */
-	int64_t mbox;       /* selected mailbox id, 0: none */
+	bool read_deferred;  /* waiting for imap_pg_deferred() */
+	int64_t mbox;        /* selected mailbox id, 0: none */
+	unsigned fetch_want; /* of the fetch in flight */
+	/* ops.fetch_cached's answer, kept until the next request */
+	struct imap_msg_meta *cached_rows;
+	char ***cached_secs;
+	size_t ncached;
 	struct mem_sub *sub;
 
 	struct pg_req *req;

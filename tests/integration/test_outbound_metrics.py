@@ -169,14 +169,37 @@ def test_imap_body_cache_counters(tmp_path, postgres_db):
         for _ in range(3):
             typ, data = c.fetch("1", "(BODY.PEEK[])")
             assert typ == "OK" and data[0][1] == msg
+        # the stored metadata (written at delivery) is kept with the octets:
+        # the same items again come from the cache, identical
+        items = "(FLAGS ENVELOPE BODYSTRUCTURE RFC822.SIZE INTERNALDATE)"
+        typ, first = c.fetch("1", items)
+        assert typ == "OK" and b"cache metrics" in first[0]
+        v_mid, _ = scrape(http_port)
+        typ, again = c.fetch("1", items)
+        assert typ == "OK" and again == first
+        c2 = imaplib.IMAP4("127.0.0.1", imap_port, timeout=20)
+        c2.login("alice@example.org", "alice-pw-1")
+        c2.select("INBOX", readonly=True)
+        typ, other = c2.fetch("1", items)
+        assert typ == "OK" and other == first
+        typ, other = c2.fetch("1", items)  # flags known now too
+        assert typ == "OK" and other == first
+        c2.logout()
+        v_end, _ = scrape(http_port)
+        hit = 'tailpost_mailbox_imap_body_cache_lookups_total{result="hit"}'
+        assert v_end[hit] >= v_mid[hit] + 3, (v_mid[hit], v_end[hit])
+        typ, data = c.fetch("1", "(BODY.PEEK[])")
+        assert typ == "OK" and data[0][1] == msg
         c.logout()
         v2, _ = scrape(http_port)
         assert v2['tailpost_mailbox_imap_body_cache_lookups_total{result="hit"}'] >= hits1 + 3
         # the same ranges again: nothing new was stored or missed
         assert (v2['tailpost_mailbox_imap_body_cache_lookups_total{result="miss"}'] ==
                 v1['tailpost_mailbox_imap_body_cache_lookups_total{result="miss"}'])
+        # (the first FETCH of ENVELOPE ... added those items to the entry)
         assert v2["tailpost_mailbox_imap_body_cache_stores_total"] == \
-            v1["tailpost_mailbox_imap_body_cache_stores_total"]
+            v1["tailpost_mailbox_imap_body_cache_stores_total"] + 1 == \
+            v_mid["tailpost_mailbox_imap_body_cache_stores_total"]
         assert v2["tailpost_mailbox_imap_body_cache_evictions_total"] == 0
     finally:
         rc = mb.stop()

@@ -666,6 +666,35 @@ static void op_fetch(void *ctx, const uint32_t *uids, size_t n, unsigned want)
 	answer(f, r);
 }
 
+/* The metadata every row of op_fetch carries, when meta_cached is on: the
+ * messages' own (a real store answers from a cache of earlier fetches). */
+static bool op_fetch_cached(void *ctx, const uint32_t *uids, size_t n, unsigned want,
+                            struct imap_msg_meta *rows)
+{
+	struct fake_store *f = ctx;
+	struct fake_mbox *m = selected(f);
+
+	(void)want;
+	if (!f->meta_cached || m == NULL)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		struct fake_msg *x = msg_find(m, uids[i]);
+
+		if (x == NULL)
+			return false;
+		rows[i].internaldate = x->internaldate;
+		rows[i].size = x->size;
+		rows[i].envelope = x->mime->envelope;
+		rows[i].bodystructure = x->mime->bodystructure;
+		rows[i].body = x->mime->body;
+		rows[i].parts = x->mime->parts;
+		rows[i].nparts = x->mime->nparts;
+		rows[i].blob = x->blob;
+	}
+	f->cached_answers++;
+	return true;
+}
+
 static void op_read(void *ctx, uint32_t uid, const char *blob, uint64_t offset, uint64_t len)
 {
 	struct fake_store *f = ctx;
@@ -1341,6 +1370,7 @@ static const struct imap_store_ops ops = {
         .select = op_select,
         .unselect = op_unselect,
         .fetch = op_fetch,
+        .fetch_cached = op_fetch_cached,
         .read = op_read,
         .store = op_store,
         .expunge = op_expunge,

@@ -75,6 +75,8 @@ struct fake_store {
 	bool deferred;
 	bool hold;          /* keep the next completion until released */
 	bool header_column; /* fetch rows carry the raw header */
+	bool meta_cached;   /* ops.fetch_cached answers (from the messages) */
+	unsigned cached_answers;
 	uint32_t next_uidvalidity;
 	struct fake_result *pending;
 	/* failure injection: the next request of this kind answers fail_st */

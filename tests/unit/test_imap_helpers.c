@@ -7,7 +7,9 @@
 
 #include "mailbox/imap/headers.h"
 #include "mailbox/imap/listmatch.h"
+#include "mailbox/imap/meta_cache.h"
 #include "mailbox/imap/msgmap.h"
+#include "mailbox/imap/store_ops.h"
 #include "shared/buf.h"
 
 #include <stdio.h>
@@ -254,4 +256,50 @@ UNIT_TEST(imap_headers_filter_table)
 		CHECK_STR((const char *)buf_ptr(&b), "B: 2\n\tcont\nC: 3\r\n\r\n");
 		buf_free(&b);
 	}
+}
+
+UNIT_TEST(imap_meta_cache_entry_roundtrip)
+{
+	struct imap_meta_entry e = {0}, d, add = {0};
+	struct buf b, b2;
+
+	e.have = IMAP_META_INTERNALDATE | IMAP_META_SIZE | IMAP_META_ENVELOPE;
+	e.internaldate = -5;
+	e.size = 1ULL << 40;
+	e.blob = "abc";
+	e.envelope = ""; /* present and empty; bodystructure NULL */
+	buf_init(&b, 0);
+	imap_meta_encode(&e, &b);
+	CHECK_INT(imap_meta_decode(buf_ptr(&b), buf_len(&b), &d), 0);
+	CHECK_INT(d.have, e.have);
+	CHECK(d.internaldate == -5 && d.size == 1ULL << 40);
+	CHECK_STR(d.blob, "abc");
+	CHECK_STR(d.envelope, "");
+	CHECK(d.bodystructure == NULL && d.body == NULL && d.parts == NULL);
+	/* a later fetch adds items; what it did not ask for stays */
+	add.have = IMAP_META_INTERNALDATE | IMAP_META_SIZE | IMAP_META_PARTS | IMAP_META_HEADER;
+	add.internaldate = -5;
+	add.size = 1ULL << 40;
+	add.blob = "abc";
+	add.parts = "[{\"section\": \"\"}]";
+	imap_meta_merge(&d, &add);
+	buf_init(&b2, 0);
+	imap_meta_encode(&d, &b2);
+	CHECK_INT(imap_meta_decode(buf_ptr(&b2), buf_len(&b2), &d), 0);
+	CHECK_STR(d.envelope, "");
+	CHECK_STR(d.parts, "[{\"section\": \"\"}]");
+	CHECK(d.have & IMAP_META_ENVELOPE);
+	CHECK(d.have & IMAP_META_PARTS);
+	/* truncated, bad magic, trailing octets, a NUL inside a string */
+	for (size_t n = 0; n < buf_len(&b2); n++)
+		CHECK_INT(imap_meta_decode(buf_ptr(&b2), n, &d), -1);
+	buf_append(&b2, "x", 1);
+	CHECK_INT(imap_meta_decode(buf_ptr(&b2), buf_len(&b2), &d), -1);
+	buf_ptr(&b)[0] = 'X';
+	CHECK_INT(imap_meta_decode(buf_ptr(&b), buf_len(&b), &d), -1);
+	buf_ptr(&b)[0] = 'T';
+	buf_ptr(&b)[28] = '\0'; /* inside "abc" */
+	CHECK_INT(imap_meta_decode(buf_ptr(&b), buf_len(&b), &d), -1);
+	buf_free(&b);
+	buf_free(&b2);
 }

@@ -34,12 +34,14 @@
  *   # other-message LOGIN MBOX SAMPLE|text:... [flags=..]
  *   # fail OP STATUS        the next OP request answers STATUS
  *   # header-column on|off  fetch rows with or without the raw header
+ *   # meta-cache on|off     ops.fetch_cached answers (off: it declines)
  *   # spool-fail on|off | starttls-fail
  *   # handshake ok|fail | shutdown timeout|shutdown|kicked
  *   # expect closing|open|no-output|tls-started
  *   # expect abuse LIST | id TEXT | spools N | state NAME | user NAME |
  *            throttled MS | requests N (store requests since the last
- *            such check, which starts the count again)
+ *            such check, which starts the count again) | cached N (the
+ *            same for ops.fetch_cached answers)
  *
  * The transcripts are found next to this file through __FILE__ (make runs
  * the unit binary from the repository root).
@@ -431,6 +433,8 @@ static void directive(struct run *r, char *text)
 		}
 		snprintf(r->f.fail_op, sizeof(r->f.fail_op), "%s", tok[1]);
 		r->f.fail_st = st;
+	} else if (strcmp(tok[0], "meta-cache") == 0 && ntok == 2) {
+		r->f.meta_cached = strcmp(tok[1], "on") == 0;
 	} else if (strcmp(tok[0], "header-column") == 0 && ntok == 2) {
 		r->f.header_column = strcmp(tok[1], "on") == 0;
 	} else if (strcmp(tok[0], "spool-fail") == 0 && ntok == 2) {
@@ -489,6 +493,11 @@ static void directive(struct run *r, char *text)
 			if (r->f.requests != (unsigned)atoi(tok[2]))
 				fail(r, "%u store requests, want %s", r->f.requests, tok[2]);
 			r->f.requests = 0;
+		} else if (strcmp(what, "cached") == 0 && ntok == 3) {
+			if (r->f.cached_answers != (unsigned)atoi(tok[2]))
+				fail(r, "%u fetch_cached answers, want %s", r->f.cached_answers,
+				     tok[2]);
+			r->f.cached_answers = 0;
 		} else if (strcmp(what, "throttled") == 0 && ntok == 3) {
 			if (r->f.throttled_for != strtoull(tok[2], NULL, 10))
 				fail(r, "throttled for %llu",
