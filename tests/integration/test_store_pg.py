@@ -35,10 +35,10 @@ def sql(cfg, q, *params):
 def test_migrations_apply_and_are_idempotent(cfg, postgres, postgres_db):
     r = su.run(cfg, "schema-check", check=False)
     assert r.returncode == 1
-    assert su.last_line(r.stderr) == ("database schema is version 0, this build needs 4: "
+    assert su.last_line(r.stderr) == ("database schema is version 0, this build needs 5: "
                                       "run 'tailpost-mailbox migrate'")
-    assert su.run(cfg, "migrate").stdout.strip() == "migrated from 0 to 4"
-    assert su.run(cfg, "migrate").stdout.strip() == "migrated from 4 to 4"
+    assert su.run(cfg, "migrate").stdout.strip() == "migrated from 0 to 5"
+    assert su.run(cfg, "migrate").stdout.strip() == "migrated from 5 to 5"
     assert su.run(cfg, "schema-check").stdout.strip() == "ok"
     tables = postgres.psql("SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables"
                            " WHERE schemaname = 'public'", dbname=postgres_db.name).strip()
@@ -46,12 +46,12 @@ def test_migrations_apply_and_are_idempotent(cfg, postgres, postgres_db):
               "mailboxes", "messages", "queue_messages", "queue_rcpts", "schema_version"):
         assert t in tables.split(","), tables
     assert postgres.psql("SELECT count(*) FROM schema_version",
-                         dbname=postgres_db.name).strip() == "4"
+                         dbname=postgres_db.name).strip() == "5"
     # a database newer than the build is refused both ways
     postgres.psql("INSERT INTO schema_version(version, name) VALUES (99, 'future')",
                   dbname=postgres_db.name)
     r = su.run(cfg, "schema-check", check=False)
-    assert "database schema is version 99, newer than this build (4)" in r.stderr
+    assert "database schema is version 99, newer than this build (5)" in r.stderr
     r = su.run(cfg, "migrate", check=False)
     assert r.returncode == 1 and "newer than this build" in r.stderr
 
@@ -83,9 +83,9 @@ def test_concurrent_migrators_serialise_on_the_advisory_lock(cfg, postgres, post
             harness.stop(p)
         harness.stop(holder)
     assert [p.returncode for p in procs] == [0, 0]
-    assert outs == ["migrated from 0 to 4", "migrated from 4 to 4"]
+    assert outs == ["migrated from 0 to 5", "migrated from 5 to 5"]
     assert postgres.psql("SELECT count(*) FROM schema_version",
-                         dbname=postgres_db.name).strip() == "4"
+                         dbname=postgres_db.name).strip() == "5"
 
 
 def new_mailbox(cfg, login="u"):
@@ -187,6 +187,12 @@ def test_flags_expunge_copy_move(migrated):
     out = sql(migrated, "SELECT uid FROM tp_expunge($1, NULL)", a)
     assert out.split("\n") == ["1", "2"]
     assert used() == "3 123"
+    # a tombstone keeps UID, MODSEQ, size and blob; the rest and its words go
+    assert sql(migrated, "SELECT count(*) FROM messages WHERE mailbox_id = $1 AND expunged AND"
+               " num_nulls(envelope, bodystructure, body, hdr_from, hdr_to, hdr_cc,"
+               " hdr_subject, hdr_date, hdr_message_id, parts, search_text) = 11", a) == "2"
+    assert sql(migrated, "SELECT count(*) FROM message_words w JOIN messages m ON"
+               " m.id = w.message_id WHERE m.expunged") == "0"
     # nothing left to expunge: the total stays
     assert sql(migrated, "SELECT count(*) FROM tp_expunge($1, NULL)", a) == "0"
     assert used() == "3 123"
@@ -195,6 +201,9 @@ def test_flags_expunge_copy_move(migrated):
     assert out == "3\t4"
     assert used() == "6 120"
     assert used_matches_messages()
+    # MOVE leaves a tombstone the same way
+    assert sql(migrated, "SELECT count(*) FROM messages WHERE mailbox_id = $1 AND expunged AND"
+               " uid = 3 AND envelope IS NULL AND search_text IS NULL", b) == "1"
     assert sql(migrated, "SELECT count(*) FROM messages WHERE mailbox_id = $1 AND NOT expunged",
                b) == "2"
     assert sql(migrated, "SELECT uidnext FROM mailboxes WHERE id = $1", a) == "5"
