@@ -690,8 +690,20 @@ static void rows_done(struct imap_session *s, enum imap_store_status st,
 		imap_cmd_store_fail(s, st, NULL);
 		return;
 	}
-	if (n < j->batch)
+	if (n < j->batch) {
+		const uint32_t *asked = j->uids + j->pos - j->batch;
+		size_t k = 0;
+
 		j->missing += j->batch - n;
+		/* the store left these out (expunged meanwhile): not answered
+		 * for from what was known either, until the sync removes them */
+		for (size_t i = 0; i < j->batch; i++) {
+			while (k < n && rows[k].uid < asked[i])
+				k++;
+			if (k >= n || rows[k].uid != asked[i])
+				imap_msgmap_unknown(&s->sel.map, asked[i]);
+		}
+	}
 	copy_rows(j, rows, n);
 	if (!j->set_seen) {
 		fetch_step(s);

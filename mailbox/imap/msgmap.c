@@ -153,10 +153,18 @@ void imap_msgmap_note(struct imap_msgmap *m, uint32_t uid, uint64_t modseq,
 			m->flags[i] = IMAP_MSGMAP_UNKNOWN;
 	}
 	i = seq - 1;
-	if (m->flags[i] != IMAP_MSGMAP_UNKNOWN && m->modseq[i] > modseq)
-		return; /* an older answer than what is known */
+	if (m->modseq[i] > modseq)
+		return; /* an older answer than one already had (known or not) */
 	m->flags[i] = flagset(m, flags, nflags);
 	m->modseq[i] = modseq;
+}
+
+void imap_msgmap_unknown(struct imap_msgmap *m, uint32_t uid)
+{
+	uint32_t seq = imap_msgmap_seq(m, uid);
+
+	if (seq != 0 && m->flags != NULL)
+		m->flags[seq - 1] = IMAP_MSGMAP_UNKNOWN;
 }
 
 bool imap_msgmap_known(const struct imap_msgmap *m, uint32_t seq,

@@ -59,6 +59,8 @@ uint32_t imap_msgmap_max_uid(const struct imap_msgmap *m);
  */
 void imap_msgmap_note(struct imap_msgmap *m, uint32_t uid, uint64_t modseq,
                       const char *const *flags, size_t nflags);
+/* Forget what is known of uid (the store no longer answers for it). */
+void imap_msgmap_unknown(struct imap_msgmap *m, uint32_t uid);
 /* Forget every flag and MODSEQ learned (the UIDs stay). */
 void imap_msgmap_forget(struct imap_msgmap *m);
 /*

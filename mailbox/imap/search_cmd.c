@@ -93,6 +93,11 @@ void imap_session_search_done(struct imap_session *s, enum imap_store_status st,
 		imap_cmd_store_fail(s, st, NULL);
 		return;
 	}
+	/* the store saw a change the session has not synced: sync at the next
+	 * chance, and answer FETCH from the store until then (the flags the
+	 * session knows are older than what this search matched) */
+	if (highestmodseq > s->sel.modseq)
+		s->sel.dirty = true;
 	out = xcalloc(n ? n : 1, sizeof(*out));
 	for (size_t i = 0; i < n; i++) {
 		uint32_t seq = imap_msgmap_seq(&s->sel.map, uids[i]);

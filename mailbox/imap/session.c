@@ -1008,11 +1008,17 @@ void imap_session_fetch_done(struct imap_session *s, enum imap_store_status st,
 	if (!complete(s, IMAP_OP_FETCH))
 		return;
 	/* the store's answers are the messages' current state: remember
-	 * their flags (mailbox/imap/fetch.c answers FLAGS from them) */
+	 * their flags (mailbox/imap/fetch.c answers FLAGS from them); one
+	 * newer than the last sync means another session wrote: sync at the
+	 * next chance, and until then ask the store, so that what the client
+	 * sees never goes back (RFC 7162 3.1) */
 	if (st == IMAP_STORE_OK)
-		for (size_t i = 0; i < n; i++)
+		for (size_t i = 0; i < n; i++) {
 			imap_msgmap_note(&s->sel.map, rows[i].uid, rows[i].modseq, rows[i].flags,
 			                 rows[i].nflags);
+			if (rows[i].modseq > s->sel.modseq)
+				s->sel.dirty = true;
+		}
 	s->k_fetch(s, st, rows, n);
 }
 
@@ -1034,11 +1040,16 @@ void imap_session_changes_done(struct imap_session *s, enum imap_store_status st
 {
 	if (!complete(s, IMAP_OP_CHANGES))
 		return;
+	/* an expunged message still in the map (until it is announced) is no
+	 * longer answered for from what was known */
 	if (st == IMAP_STORE_OK && uidvalidity == s->sel.uidvalidity)
-		for (size_t i = 0; i < n; i++)
-			if (!v[i].expunged)
+		for (size_t i = 0; i < n; i++) {
+			if (v[i].expunged)
+				imap_msgmap_unknown(&s->sel.map, v[i].uid);
+			else
 				imap_msgmap_note(&s->sel.map, v[i].uid, v[i].modseq, v[i].flags,
 				                 v[i].nflags);
+		}
 	s->k_changes(s, st, v, n, highestmodseq, uidvalidity);
 }
 

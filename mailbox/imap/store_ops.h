@@ -212,8 +212,10 @@ struct imap_store_ops {
 	 * Optional, synchronous: the same metadata from what the
 	 * implementation has at hand (everything but flags and MODSEQ is
 	 * written once, at delivery), without a request.  true: rows[0..n)
-	 * filled for uids (flags and modseq left alone), valid until the next
-	 * request on ctx; false: not all of it is at hand, ask fetch.
+	 * filled for uids (flags and modseq left alone), to be copied before
+	 * the caller returns to the loop (they may point into a cache that
+	 * any session's next fetch changes); false: not all of it is at hand,
+	 * ask fetch.
 	 */
 	bool (*fetch_cached)(void *ctx, const uint32_t *uids, size_t n, unsigned want,
 	                     struct imap_msg_meta *rows);

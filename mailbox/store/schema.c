@@ -745,7 +745,8 @@ static const struct migration migrations[] = {
          "      FOREACH f IN ARRAY v_set LOOP\n"
          "        IF NOT f = ANY(v_new) THEN v_new := v_new || f; END IF;\n"
          "      END LOOP;\n"
-         /* kept sorted, as every other way of writing flags leaves them */
+         /* an added flag keeps the list sorted, as tp_store_flags always left it
+            (APPEND stores flags in the client's order) */
          "      IF cardinality(v_new) > cardinality(r.flags) THEN\n"
          "        v_new := ARRAY(SELECT x FROM unnest(v_new) x ORDER BY x);\n"
          "      END IF;\n"

@@ -200,6 +200,18 @@ UNIT_TEST(imap_msgmap_flags_known)
 	imap_msgmap_note(&m, 20, 1000, seen, 1); /* a list already in the table */
 	known_str(&m, 3, out, sizeof(out));
 	CHECK_STR(out, "20:1000:\\Seen");
+	/* unknown: nothing known any more, and an answer older than the last
+	 * one had is still refused */
+	imap_msgmap_unknown(&m, 20);
+	known_str(&m, 3, out, sizeof(out));
+	CHECK_STR(out, "-");
+	imap_msgmap_note(&m, 20, 999, seen, 1);
+	known_str(&m, 3, out, sizeof(out));
+	CHECK_STR(out, "-");
+	imap_msgmap_note(&m, 20, 1001, seen, 1);
+	known_str(&m, 3, out, sizeof(out));
+	CHECK_STR(out, "20:1001:\\Seen");
+	imap_msgmap_unknown(&m, 4); /* not in the map: nothing happens */
 	/* forget and set drop everything learned */
 	imap_msgmap_forget(&m);
 	known_str(&m, 2, out, sizeof(out));
