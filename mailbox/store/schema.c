@@ -863,6 +863,41 @@ static const struct migration migrations[] = {
          "        used_bytes = mb.used_bytes - v_freed WHERE mb.id = p_src;\n"
          "  END IF;\n"
          "END $$;\n"},
+        {6, "outbound queue: a message's age in whole seconds, rounded down",
+         /* created was rounded to the nearest second, the clock it is
+            compared with (time(2)) is truncated: a message could look up to
+            half a second younger than it is, and its delay notice came one
+            attempt late */
+         "CREATE OR REPLACE FUNCTION tp_queue_claim(p_owner text, p_lease_ms bigint, p_limit "
+         "integer)\n"
+         "RETURNS TABLE(rcpt_id bigint, message_id bigint, rcpt text, attempts integer,\n"
+         "    dsn_notify text, dsn_orcpt text, delay_notified boolean, sender text, blob_key "
+         "text,\n"
+         "    size bigint, account_id bigint, dsn_ret text, dsn_envid text, created bigint)\n"
+         "LANGUAGE sql AS $$\n"
+         "  WITH cand AS (\n"
+         "    SELECT r.id, r.message_id, r.next_attempt FROM queue_rcpts r\n"
+         "     WHERE r.status = 'pending' AND r.next_attempt <= now()\n"
+         "       AND (r.lease_until IS NULL OR r.lease_until <= now())\n"
+         "     ORDER BY r.next_attempt, r.id\n"
+         "     LIMIT greatest(p_limit, 1) * 16\n"
+         "     FOR UPDATE SKIP LOCKED),\n"
+         "  msgs AS (\n"
+         "    SELECT c.message_id FROM cand c GROUP BY c.message_id\n"
+         "     ORDER BY min(c.next_attempt), c.message_id LIMIT greatest(p_limit, 1)),\n"
+         "  upd AS (\n"
+         "    UPDATE queue_rcpts r SET lease_owner = p_owner,\n"
+         "        lease_until = now() + p_lease_ms * interval '1 millisecond',\n"
+         "        attempts = r.attempts + 1, updated = now()\n"
+         "      FROM cand c\n"
+         "     WHERE r.id = c.id AND c.message_id IN (SELECT m.message_id FROM msgs m)\n"
+         "    RETURNING r.id, r.message_id, r.rcpt, r.attempts, r.dsn_notify, r.dsn_orcpt,\n"
+         "              r.delay_notified)\n"
+         "  SELECT u.id, u.message_id, u.rcpt, u.attempts, u.dsn_notify, u.dsn_orcpt,\n"
+         "         u.delay_notified, q.sender, q.blob_key, q.size, q.account_id, q.dsn_ret,\n"
+         "         q.dsn_envid, floor(extract(epoch FROM q.created))::bigint\n"
+         "    FROM upd u JOIN queue_messages q ON q.id = u.message_id\n"
+         "   ORDER BY u.message_id, u.id $$;\n"},
 };
 
 int schema_latest(void)
