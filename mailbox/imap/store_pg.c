@@ -792,15 +792,13 @@ static void meta_keep(struct imap_pg *p, const PGresult *res, int row, unsigned 
 static void cached_free(struct imap_pg *p)
 {
 	for (size_t i = 0; i < p->ncached; i++) {
-		for (size_t k = 0; k < p->cached_rows[i].nparts; k++)
-			free(p->cached_secs[i][k]);
-		free(p->cached_secs[i]);
-		free((void *)(uintptr_t)p->cached_rows[i].parts);
+		for (size_t k = 0; k < p->cached[i].n; k++)
+			free(p->cached[i].secs[k]);
+		free(p->cached[i].secs);
+		free(p->cached[i].parts);
 	}
-	free(p->cached_rows);
-	free(p->cached_secs);
-	p->cached_rows = NULL;
-	p->cached_secs = NULL;
+	free(p->cached);
+	p->cached = NULL;
 	p->ncached = 0;
 }
 
@@ -813,11 +811,10 @@ static bool op_fetch_cached(void *ctx, const uint32_t *uids, size_t n, unsigned 
 	cached_free(p);
 	if (p->cache == NULL || p->mbox == 0 || (want & ~IMAP_META_CACHE_BITS) != 0)
 		return false;
-	p->cached_rows = xcalloc(n ? n : 1, sizeof(*p->cached_rows));
-	p->cached_secs = xcalloc(n ? n : 1, sizeof(*p->cached_secs));
+	p->cached = xcalloc(n ? n : 1, sizeof(*p->cached));
 	for (size_t i = 0; i < n; i++) {
 		struct imap_meta_entry e;
-		struct imap_msg_meta *r = &p->cached_rows[i];
+		struct imap_msg_meta *r = &rows[i];
 		const uint8_t *v;
 		char key[64];
 		size_t len = 0;
@@ -837,22 +834,13 @@ static bool op_fetch_cached(void *ctx, const uint32_t *uids, size_t n, unsigned 
 		r->bodystructure = e.bodystructure;
 		r->body = e.body;
 		r->blob = e.blob;
-		if (need & (IMAP_META_PARTS | IMAP_META_HEADER))
-			r->parts = parts_parse(e.parts, &r->nparts, &p->cached_secs[i]);
+		if (need & (IMAP_META_PARTS | IMAP_META_HEADER)) {
+			p->cached[i].parts =
+			        parts_parse(e.parts, &p->cached[i].n, &p->cached[i].secs);
+			r->parts = p->cached[i].parts;
+			r->nparts = p->cached[i].n;
+		}
 		p->ncached = i + 1;
-	}
-	for (size_t i = 0; i < n; i++) {
-		const struct imap_msg_meta *r = &p->cached_rows[i];
-
-		rows[i].uid = r->uid;
-		rows[i].internaldate = r->internaldate;
-		rows[i].size = r->size;
-		rows[i].envelope = r->envelope;
-		rows[i].bodystructure = r->bodystructure;
-		rows[i].body = r->body;
-		rows[i].blob = r->blob;
-		rows[i].parts = r->parts;
-		rows[i].nparts = r->nparts;
 	}
 	return true;
 }

@@ -77,9 +77,12 @@ struct imap_pg {
 	bool read_deferred;  /* waiting for imap_pg_deferred() */
 	int64_t mbox;        /* selected mailbox id, 0: none */
 	unsigned fetch_want; /* of the fetch in flight */
-	/* ops.fetch_cached's answer, kept until the next request */
-	struct imap_msg_meta *cached_rows;
-	char ***cached_secs;
+	/* the part tables ops.fetch_cached parsed, kept until its next call */
+	struct imap_pg_parts {
+		struct mime_part *parts;
+		size_t n;
+		char **secs;
+	} * cached;
 	size_t ncached;
 	struct mem_sub *sub;
 
