@@ -9,11 +9,12 @@
  * flags as array_to_string(flags, ' ') (flags are atoms, RFC 3501 9,
  * so a space never occurs inside one), UID lists as string_agg.
  *
- * APPEND spools each message to a temporary file (the blob store puts
- * files) and feeds the MIME parser as the octets arrive, so the metadata
- * is ready when the literal ends; then blob put, then tp_deliver into the
- * one mailbox.  Several messages of one MULTIAPPEND are stored one after
- * the other (not all-or-none yet).
+ * APPEND spools each message (in memory while small, else in a
+ * temporary file) and feeds the MIME parser and the SHA-256 as the octets
+ * arrive, so metadata and blob key are ready when the literal ends; then
+ * one statement looks the mailbox up and reserves the blobs
+ * (tp_append_begin), the blobs are put, and one statement delivers every
+ * message of a MULTIAPPEND (all or none).
  *
  * The special-use mailboxes (RFC 6154) are created at login if missing:
  * the directory creates only INBOX when an account is added.
@@ -33,11 +34,13 @@
 #include "mailbox/store/pg.h"
 #include "mailbox/store/schema.h"
 #include "shared/buf.h"
+#include "shared/log.h"
 #include "shared/xmalloc.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,9 +51,24 @@
 
 #define BLOB_READ_MAX (IMAP_READ_CHUNK + 4096)
 
+/*
+ * An APPEND literal's spool: in memory while it is small (and all the
+ * spools of the process together stay under SPOOL_MEM_TOTAL), else a
+ * temporary file it moves to once it grows.  The SHA-256 (the blob key)
+ * and the MIME parse are computed as the octets arrive, so nothing is
+ * read back; a message in memory goes to the blob store with
+ * blob_put_mem, sparing a file created, read twice and removed.
+ */
+#define SPOOL_MEM_MAX   (256 * 1024)
+#define SPOOL_MEM_TOTAL (32 * 1024 * 1024)
+static size_t spool_mem_total; /* bytes held by in-memory spools (the loop's thread) */
+
 struct imap_pg_spool {
-	int fd;
-	char path[64];
+	int fd;        /* the file, or -1 while in memory */
+	char path[64]; /* "" until there is a file */
+	uint8_t *mem;  /* in memory: the octets so far */
+	size_t cap;
+	EVP_MD_CTX *sha;
 	struct mime_parser *mp;
 	uint64_t size;
 };
@@ -1221,39 +1239,82 @@ static void op_copy(void *ctx, const uint32_t *uids, size_t n, const char *dst, 
 static void *op_spool_open(void *ctx)
 {
 	struct imap_pg_spool *sp = xcalloc(1, sizeof(*sp));
-	const char *dir = getenv("TMPDIR");
 	struct mime_limits lim;
 
 	(void)ctx;
-	snprintf(sp->path, sizeof(sp->path), "%s/tp-imap-XXXXXX",
-	         dir != NULL && strlen(dir) < 40 ? dir : "/tmp");
-	sp->fd = mkostemp(sp->path, O_CLOEXEC);
-	if (sp->fd < 0) {
-		free(sp);
-		return NULL;
-	}
+	sp->fd = -1;
+	sp->sha = EVP_MD_CTX_new();
+	ASSERT(sp->sha != NULL && EVP_DigestInit_ex(sp->sha, EVP_sha256(), NULL) == 1);
 	mime_limits_default(&lim);
 	sp->mp = mime_parser_new(&lim);
 	return sp;
 }
 
-static int op_spool_write(void *ctx, void *spool, const uint8_t *p, size_t n)
+static int write_all(int fd, const uint8_t *p, size_t n)
 {
-	struct imap_pg_spool *sp = spool;
-
-	(void)ctx;
 	/* a local temporary file: a short write is an error, not a retry */
 	while (n > 0) {
-		ssize_t w = write(sp->fd, p, n);
+		ssize_t w = write(fd, p, n);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0)
 			return -1;
-		mime_parser_feed(sp->mp, p, (size_t)w);
-		sp->size += (uint64_t)w;
 		p += w;
 		n -= (size_t)w;
 	}
+	return 0;
+}
+
+/* Move an in-memory spool to a temporary file.  0, or -1. */
+static int spool_to_file(struct imap_pg_spool *sp)
+{
+	const char *dir = getenv("TMPDIR");
+
+	snprintf(sp->path, sizeof(sp->path), "%s/tp-imap-XXXXXX",
+	         dir != NULL && strlen(dir) < 40 ? dir : "/tmp");
+	sp->fd = mkostemp(sp->path, O_CLOEXEC);
+	if (sp->fd < 0) {
+		sp->path[0] = '\0';
+		return -1;
+	}
+	if (write_all(sp->fd, sp->mem, (size_t)sp->size) < 0)
+		return -1;
+	spool_mem_total -= sp->cap;
+	free(sp->mem);
+	sp->mem = NULL;
+	sp->cap = 0;
+	return 0;
+}
+
+static int op_spool_write(void *ctx, void *spool, const uint8_t *p, size_t n)
+{
+	struct imap_pg_spool *sp = spool;
+	uint64_t want = sp->size + n;
+
+	(void)ctx;
+	if (n == 0)
+		return 0;
+	if (sp->fd < 0 && want > sp->cap) {
+		size_t cap = sp->cap > 0 ? sp->cap : 4096;
+		while (cap < want)
+			cap *= 2;
+		if (want <= SPOOL_MEM_MAX && spool_mem_total - sp->cap + cap <= SPOOL_MEM_TOTAL) {
+			sp->mem = xrealloc(sp->mem, cap);
+			spool_mem_total += cap - sp->cap;
+			sp->cap = cap;
+		} else if (spool_to_file(sp) < 0) {
+			return -1;
+		}
+	}
+	if (sp->fd >= 0) {
+		if (write_all(sp->fd, p, n) < 0)
+			return -1;
+	} else {
+		memcpy(sp->mem + sp->size, p, n);
+	}
+	ASSERT(EVP_DigestUpdate(sp->sha, p, n) == 1);
+	mime_parser_feed(sp->mp, p, n);
+	sp->size = want;
 	return 0;
 }
 
@@ -1263,9 +1324,24 @@ static void spool_free(struct imap_pg_spool *sp)
 		return;
 	if (sp->fd >= 0)
 		close(sp->fd);
-	unlink(sp->path);
+	if (sp->path[0] != '\0')
+		unlink(sp->path);
+	spool_mem_total -= sp->cap;
+	free(sp->mem);
+	EVP_MD_CTX_free(sp->sha);
 	mime_parser_free(&sp->mp);
 	free(sp);
+}
+
+/* The blob key of a complete spool (once). */
+static void spool_key(struct imap_pg_spool *sp, char key[BLOB_KEY_LEN + 1])
+{
+	unsigned char md[32];
+	unsigned int len = sizeof(md);
+
+	ASSERT(EVP_DigestFinal_ex(sp->sha, md, &len) == 1);
+	for (size_t i = 0; i < sizeof(md); i++)
+		snprintf(key + 2 * i, 3, "%02x", md[i]);
 }
 
 static void op_spool_abort(void *ctx, void *spool)
@@ -1436,7 +1512,6 @@ static void append_next(struct imap_pg *p)
 {
 	struct imap_pg_append *a = p->app;
 	struct imap_pg_spool *sp;
-	uint64_t size;
 
 	if (a->i == a->n) {
 		deliver_all(p);
@@ -1449,12 +1524,22 @@ static void append_next(struct imap_pg *p)
 	}
 	a->used += sp->size;
 	a->mimes[a->i] = mime_parser_finish(&sp->mp);
-	if (a->mimes[a->i] == NULL || blob_key_file(sp->path, a->keys[a->i], &size) < 0) {
+	if (a->mimes[a->i] == NULL) {
 		append_finish(p, IMAP_STORE_FAIL);
 		return;
 	}
-	a->v[a->i].size = size;
-	p->breq = blob_put(p->blob, a->keys[a->i], sp->path, size, put_done, p);
+	a->v[a->i].size = sp->size;
+	if (sp->fd < 0) {
+		/* the store frees the bytes */
+		uint8_t *mem = sp->mem;
+
+		spool_mem_total -= sp->cap;
+		sp->mem = NULL;
+		sp->cap = 0;
+		p->breq = blob_put_mem(p->blob, a->keys[a->i], mem, sp->size, put_done, p);
+	} else {
+		p->breq = blob_put(p->blob, a->keys[a->i], sp->path, sp->size, put_done, p);
+	}
 }
 
 static void append_mbox_done(void *arg, const PGresult *res, const char *errstr)
@@ -1481,8 +1566,9 @@ static void op_append(void *ctx, const char *mailbox, const struct imap_append_m
 {
 	struct imap_pg *p = ctx;
 	struct imap_pg_append *a = xcalloc(1, sizeof(*a));
-	char *acc = id_str(p->account);
-	const char *params[] = {acc, mailbox};
+	char *acc = id_str(p->account), *keys, *sizes;
+	const char *params[4];
+	struct buf kb, sb;
 
 	a->mailbox = xstrdup(mailbox);
 	a->n = n;
@@ -1504,18 +1590,37 @@ static void op_append(void *ctx, const char *mailbox, const struct imap_append_m
 		return;
 	}
 	p->app = a;
-	/* usage: the mailboxes' running totals (used_bytes), only with a
-	 * quota (the subquery runs only when its CASE branch is taken) */
-	query_prep(
-	        p,
-	        "SELECT mb.id, mb.uidvalidity, ac.quota_bytes, "
-	        "  CASE WHEN ac.quota_bytes > 0 THEN "
-	        "  (SELECT coalesce(sum(x.used_bytes), 0) FROM mailboxes x WHERE x.account_id = "
-	        "$1) "
-	        "  ELSE 0 END "
-	        "FROM accounts ac LEFT JOIN mailboxes mb ON mb.account_id = ac.id AND mb.name = $2 "
-	        "WHERE ac.id = $1",
-	        2, params, append_mbox_done);
+	/* the blob keys, known since the literals ended, reserved with the
+	 * mailbox lookup: the blob collector then leaves them alone until
+	 * tp_deliver references them (blob.h), also when a blob of the same
+	 * content already exists unreferenced and the put finds it there */
+	buf_init(&kb, 0);
+	buf_init(&sb, 0);
+	buf_puts(&kb, "{");
+	buf_puts(&sb, "{");
+	for (size_t i = 0; i < n; i++) {
+		struct imap_pg_spool *sp = a->v[i].spool;
+
+		spool_key(sp, a->keys[i]);
+		buf_printf(&kb, "%s%s", i > 0 ? "," : "", a->keys[i]);
+		buf_printf(&sb, "%s%" PRIu64, i > 0 ? "," : "", sp->size);
+	}
+	buf_puts(&kb, "}");
+	buf_puts(&sb, "}");
+	buf_append(&kb, "", 1);
+	buf_append(&sb, "", 1);
+	keys = (char *)buf_ptr(&kb);
+	sizes = (char *)buf_ptr(&sb);
+	params[0] = acc;
+	params[1] = mailbox;
+	params[2] = keys;
+	params[3] = sizes;
+	query_prep(p,
+	           "SELECT id, uidvalidity, quota, used FROM tp_append_begin($1::bigint, $2, "
+	           "$3::text[], $4::bigint[])",
+	           4, params, append_mbox_done);
+	buf_free(&kb);
+	buf_free(&sb);
 	free(acc);
 }
 

@@ -147,6 +147,7 @@ struct blob_store *blob_store_new(struct ev_loop *loop, const struct stores_blob
 static void req_free(struct blob_req *r)
 {
 	free(r->path);
+	free(r->src);
 	free(r->err);
 	free(r->data);
 	free(r);
@@ -336,6 +337,17 @@ struct blob_req *blob_put(struct blob_store *bs, const char *key, const char *pa
 
 	r->cb.done = cb;
 	r->path = xstrdup(path);
+	r->size = size;
+	return r;
+}
+
+struct blob_req *blob_put_mem(struct blob_store *bs, const char *key, uint8_t *data, uint64_t size,
+                              blob_done_cb *cb, void *arg)
+{
+	struct blob_req *r = req_new(bs, BLOB_OP_PUT, key, arg);
+
+	r->cb.done = cb;
+	r->src = data;
 	r->size = size;
 	return r;
 }

@@ -18,9 +18,10 @@
  *
  * DESIGN.md "Nothing accepted is lost": the SMTP 250 waits for the put's
  * callback with BLOB_OK.  Blob lifetime (see blob_gc): call
- * tp_blob_reserve(key) in Postgres BEFORE blob_put, then tp_deliver; the
- * collector only removes blobs whose row is unreferenced and older than a
- * grace period, under a row lock, so it cannot race a delivery.
+ * tp_blob_reserve(key) (IMAP APPEND: tp_append_begin) in Postgres BEFORE
+ * blob_put, then tp_deliver; the collector only removes blobs whose row is
+ * unreferenced and older than a grace period, under a row lock, so it
+ * cannot race a delivery.
  *
  * Callbacks always run from the loop, never from inside the call that
  * started the request, and never after blob_req_cancel() or
@@ -82,6 +83,14 @@ const char *blob_store_endpoint(const struct blob_store *bs);
  */
 struct blob_req *blob_put(struct blob_store *bs, const char *key, const char *path, uint64_t size,
                           blob_done_cb *cb, void *arg);
+/*
+ * As blob_put, from memory: the size bytes at data (malloc'd) become the
+ * store's and are freed with the request, whatever its outcome (also when
+ * it is cancelled).  For messages small enough to spool in memory (IMAP
+ * APPEND): no temporary file to create, read back and remove.
+ */
+struct blob_req *blob_put_mem(struct blob_store *bs, const char *key, uint8_t *data, uint64_t size,
+                              blob_done_cb *cb, void *arg);
 /*
  * Read len bytes at offset off (len 0: to the end).  A range past the end
  * is clipped (reading at or after the end gives 0 bytes, BLOB_OK).  At

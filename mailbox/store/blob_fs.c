@@ -88,8 +88,26 @@ static int ensure_dir(const char *dir, bool *created)
 	return errno == EEXIST ? 0 : -1;
 }
 
-static void fs_put(struct fs_job *j, const char *key, const char *src, uint64_t size)
+/* write(2) all of p, retrying on EINTR.  0, or -1 with errno. */
+static int write_all(int fd, const uint8_t *p, size_t n)
 {
+	while (n > 0) {
+		ssize_t k = write(fd, p, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -1;
+		p += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+/* Put r's source (its file, or its bytes in memory) under key. */
+static void fs_put(struct fs_job *j, const char *key, const struct blob_req *r)
+{
+	const char *src = r->path;
+	uint64_t size = r->size;
 	char d1[4096], d2[4096], final[4200], tmp[4300], got[BLOB_KEY_LEN + 1];
 	unsigned char rnd[8], md[32];
 	unsigned int mdlen = sizeof(md);
@@ -113,10 +131,12 @@ static void fs_put(struct fs_job *j, const char *key, const char *src, uint64_t 
 		job_err(j, BLOB_ERROR, "mkdir", errno);
 		return;
 	}
-	in = open(src, O_RDONLY | O_CLOEXEC);
-	if (in < 0) {
-		job_err(j, BLOB_ERROR, "open source file", errno);
-		goto fail;
+	if (r->src == NULL) {
+		in = open(src, O_RDONLY | O_CLOEXEC);
+		if (in < 0) {
+			job_err(j, BLOB_ERROR, "open source file", errno);
+			goto fail;
+		}
 	}
 	RAND_bytes(rnd, sizeof(rnd));
 	snprintf(tmp, sizeof(tmp), "%s/.tmp-%s-%02x%02x%02x%02x%02x%02x%02x%02x", d2, key, rnd[0],
@@ -126,11 +146,19 @@ static void fs_put(struct fs_job *j, const char *key, const char *src, uint64_t 
 		job_err(j, BLOB_ERROR, "create temporary file", errno);
 		goto fail;
 	}
-	buf = xmalloc(FS_COPY_BUF);
 	ctx = EVP_MD_CTX_new();
 	ASSERT(ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1);
-	for (;;) {
-		ssize_t n = read(in, buf, FS_COPY_BUF), w = 0;
+	if (r->src != NULL) {
+		ASSERT(EVP_DigestUpdate(ctx, r->src, (size_t)size) == 1);
+		total = size;
+		if (write_all(out, r->src, (size_t)size) < 0) {
+			job_err(j, BLOB_ERROR, "write", errno);
+			goto fail;
+		}
+	}
+	buf = in >= 0 ? xmalloc(FS_COPY_BUF) : NULL;
+	while (in >= 0) {
+		ssize_t n = read(in, buf, FS_COPY_BUF);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -141,15 +169,9 @@ static void fs_put(struct fs_job *j, const char *key, const char *src, uint64_t 
 			break;
 		ASSERT(EVP_DigestUpdate(ctx, buf, (size_t)n) == 1);
 		total += (uint64_t)n;
-		while (w < n) {
-			ssize_t k = write(out, buf + w, (size_t)(n - w));
-			if (k < 0 && errno == EINTR)
-				continue;
-			if (k < 0) {
-				job_err(j, BLOB_ERROR, "write", errno);
-				goto fail;
-			}
-			w += k;
+		if (write_all(out, buf, (size_t)n) < 0) {
+			job_err(j, BLOB_ERROR, "write", errno);
+			goto fail;
 		}
 	}
 	ASSERT(EVP_DigestFinal_ex(ctx, md, &mdlen) == 1);
@@ -323,7 +345,7 @@ static void fs_work(void *arg)
 	j->st = BLOB_ERROR;
 	switch (r->op) {
 	case BLOB_OP_PUT:
-		fs_put(j, r->key, r->path, r->size);
+		fs_put(j, r->key, r);
 		break;
 	case BLOB_OP_GET:
 		fs_get(j, r->key, r->off, r->len, r->max_len);

@@ -29,7 +29,8 @@ struct blob_req {
 	bool started;
 	enum blob_op op;
 	char key[BLOB_KEY_LEN + 1];
-	char *path;    /* put: source file */
+	char *path;    /* put: source file, or */
+	uint8_t *src;  /* put: source bytes (malloc'd, ours) */
 	uint64_t size; /* put: expected size */
 	uint64_t off, len;
 	size_t max_len; /* get */

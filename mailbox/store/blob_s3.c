@@ -211,9 +211,14 @@ static size_t read_cb(char *p, size_t size, size_t nmemb, void *arg)
 		return 0;
 	if (want > j->r->size - j->sent)
 		want = (size_t)(j->r->size - j->sent);
-	do
-		n = read(j->fd, p, want);
-	while (n < 0 && errno == EINTR);
+	if (j->r->src != NULL) {
+		memcpy(p, j->r->src + j->sent, want);
+		n = (ssize_t)want;
+	} else {
+		do
+			n = read(j->fd, p, want);
+		while (n < 0 && errno == EINTR);
+	}
 	if (n < 0)
 		return CURL_READFUNC_ABORT;
 	j->sent += (uint64_t)n;
@@ -398,8 +403,8 @@ static int job_launch(struct s3_job *j, char *why, size_t whysz)
 	} else if (strcmp(method, "PUT") == 0) {
 		if (j->fd >= 0)
 			close(j->fd);
-		j->fd = open(r->path, O_RDONLY | O_CLOEXEC);
-		if (j->fd < 0) {
+		j->fd = r->src != NULL ? -1 : open(r->path, O_RDONLY | O_CLOEXEC);
+		if (r->src == NULL && j->fd < 0) {
 			snprintf(why, whysz, "open %s: %s", r->path, strerror(errno));
 			goto fail;
 		}

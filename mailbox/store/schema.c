@@ -898,6 +898,44 @@ static const struct migration migrations[] = {
          "         q.dsn_envid, floor(extract(epoch FROM q.created))::bigint\n"
          "    FROM upd u JOIN queue_messages q ON q.id = u.message_id\n"
          "   ORDER BY u.message_id, u.id $$;\n"},
+        {7, "IMAP APPEND reserves its blobs with the mailbox lookup",
+         /* APPEND looked the mailbox up, put the blobs, then tp_deliver
+            referenced them; unlike SMTP delivery it never reserved them, so
+            a blob of the same content lying unreferenced past the grace
+            could be collected between the put (which finds it there and
+            writes nothing) and tp_deliver: a message without its blob.
+            The reservation rides on the lookup.  Its commit need not wait
+            for the WAL flush: it only has to be visible to the collector,
+            and the tp_deliver that relies on it commits synchronously
+            after it, which flushes it too; lost in a crash, it protected
+            nothing that was acknowledged. */
+         "CREATE FUNCTION tp_append_begin(p_account bigint, p_name text, p_keys text[],\n"
+         "    p_sizes bigint[])\n"
+         "RETURNS TABLE(id bigint, uidvalidity bigint, quota bigint, used bigint)\n"
+         "LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$\n"
+         "BEGIN\n"
+         /* the usage (the mailboxes' running totals) only with a quota */
+         "  SELECT mb.id, mb.uidvalidity, ac.quota_bytes,\n"
+         "         CASE WHEN ac.quota_bytes > 0 THEN\n"
+         "           (SELECT coalesce(sum(x.used_bytes), 0) FROM mailboxes x\n"
+         "             WHERE x.account_id = p_account)\n"
+         "         ELSE 0 END\n"
+         "    INTO id, uidvalidity, quota, used\n"
+         "    FROM accounts ac LEFT JOIN mailboxes mb ON mb.account_id = ac.id AND mb.name = "
+         "p_name\n"
+         "   WHERE ac.id = p_account;\n"
+         "  IF NOT FOUND THEN RETURN; END IF;\n"
+         "  IF id IS NOT NULL AND cardinality(p_keys) > 0 THEN\n"
+         "    PERFORM set_config('synchronous_commit', 'off', true);\n"
+         /* one row per key (the same message twice in a MULTIAPPEND), in
+            key order (two reservers of the same keys never deadlock) */
+         "    INSERT INTO blobs AS b(key, size)\n"
+         "      SELECT DISTINCT ON (u.k) u.k, u.s FROM unnest(p_keys, p_sizes) AS u(k, s)\n"
+         "       ORDER BY u.k\n"
+         "    ON CONFLICT (key) DO UPDATE SET last_used = now();\n"
+         "  END IF;\n"
+         "  RETURN NEXT;\n"
+         "END $$;\n"},
 };
 
 int schema_latest(void)

@@ -81,6 +81,28 @@ def test_fs_refuses_wrong_content_and_leaves_nothing(tmp_path):
     assert files == [], files
 
 
+def test_fs_put_from_memory(tmp_path):
+    """blob_put_mem (IMAP APPEND's small messages): the same file, the
+    same checks, nothing left behind when refused."""
+    root = tmp_path / "blobs"
+    root.mkdir()
+    cfg = su.stores_yaml(tmp_path / "s.yaml", fs=root)
+    data, key = make_file(tmp_path / "m.eml", 70_001)
+    assert su.run(cfg, "blob-put-mem", tmp_path / "m.eml").stdout.split() == [key, "70001"]
+    stored = root / key[:2] / key[2:4] / key
+    assert stored.read_bytes() == data
+    assert oct(stored.stat().st_mode & 0o777) == "0o640"
+    # again: already there, left alone
+    assert su.run(cfg, "blob-put-mem", tmp_path / "m.eml").stdout.split() == [key, "70001"]
+    assert su.run(cfg, "blob-delete", key).stdout.strip() == "deleted"
+    r = su.run(cfg, "blob-put-mem", tmp_path / "m.eml", "0" * 64, check=False)
+    assert r.returncode == 1 and "content does not match key" in r.stderr
+    r = su.run(cfg, "blob-put-mem", tmp_path / "m.eml", key, 70_000, check=False)
+    assert r.returncode == 1 and "content does not match key" in r.stderr
+    files = [p for p in root.rglob("*") if p.is_file()]
+    assert files == [], files
+
+
 def test_fs_concurrent_puts_of_one_blob(tmp_path):
     root = tmp_path / "blobs"
     root.mkdir()
@@ -304,6 +326,27 @@ def test_s3_put_retried_after_500(tmp_path, s3, s3_bucket):
         data, key = make_file(tmp_path / "m.eml", 10_000)
         su.run(cfg, "blob-put", tmp_path / "m.eml")
         assert p.log == ["PUT", "PUT", "PUT", "HEAD"]
+        assert s3_get(cfg, key) == data
+    finally:
+        p.close()
+
+
+def test_s3_put_from_memory_signed_and_retried(tmp_path, s3, s3_bucket, s3_signed):
+    """blob_put_mem on S3: signed as a file put is, and a retried attempt
+    sends the bytes again from the first."""
+    cfg = su.stores_yaml(tmp_path / "s.yaml", s3=s3_signed, bucket=s3_bucket)
+    before_rej = len(s3_signed.rejected)
+    data, key = make_file(tmp_path / "m.eml", 3 * 65536 + 7)
+    assert su.run(cfg, "blob-put-mem", tmp_path / "m.eml").stdout.split() == [key, str(len(data))]
+    assert s3_get(cfg, key) == data
+    assert s3_signed.rejected[before_rej:] == []
+    p = FaultProxy(s3, method="PUT", fail=1, status=503)
+    try:
+        cfg = su.stores_yaml(tmp_path / "p.yaml", s3_endpoint=p.endpoint, bucket=s3_bucket,
+                             s3_retries=2)
+        data, key = make_file(tmp_path / "n.eml", 10_000)
+        su.run(cfg, "blob-put-mem", tmp_path / "n.eml")
+        assert p.log == ["PUT", "PUT", "HEAD"]
         assert s3_get(cfg, key) == data
     finally:
         p.close()

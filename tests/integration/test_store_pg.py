@@ -35,10 +35,10 @@ def sql(cfg, q, *params):
 def test_migrations_apply_and_are_idempotent(cfg, postgres, postgres_db):
     r = su.run(cfg, "schema-check", check=False)
     assert r.returncode == 1
-    assert su.last_line(r.stderr) == ("database schema is version 0, this build needs 6: "
+    assert su.last_line(r.stderr) == ("database schema is version 0, this build needs 7: "
                                       "run 'tailpost-mailbox migrate'")
-    assert su.run(cfg, "migrate").stdout.strip() == "migrated from 0 to 6"
-    assert su.run(cfg, "migrate").stdout.strip() == "migrated from 6 to 6"
+    assert su.run(cfg, "migrate").stdout.strip() == "migrated from 0 to 7"
+    assert su.run(cfg, "migrate").stdout.strip() == "migrated from 7 to 7"
     assert su.run(cfg, "schema-check").stdout.strip() == "ok"
     tables = postgres.psql("SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables"
                            " WHERE schemaname = 'public'", dbname=postgres_db.name).strip()
@@ -46,12 +46,12 @@ def test_migrations_apply_and_are_idempotent(cfg, postgres, postgres_db):
               "mailboxes", "messages", "queue_messages", "queue_rcpts", "schema_version"):
         assert t in tables.split(","), tables
     assert postgres.psql("SELECT count(*) FROM schema_version",
-                         dbname=postgres_db.name).strip() == "6"
+                         dbname=postgres_db.name).strip() == "7"
     # a database newer than the build is refused both ways
     postgres.psql("INSERT INTO schema_version(version, name) VALUES (99, 'future')",
                   dbname=postgres_db.name)
     r = su.run(cfg, "schema-check", check=False)
-    assert "database schema is version 99, newer than this build (6)" in r.stderr
+    assert "database schema is version 99, newer than this build (7)" in r.stderr
     r = su.run(cfg, "migrate", check=False)
     assert r.returncode == 1 and "newer than this build" in r.stderr
 
@@ -83,9 +83,9 @@ def test_concurrent_migrators_serialise_on_the_advisory_lock(cfg, postgres, post
             harness.stop(p)
         harness.stop(holder)
     assert [p.returncode for p in procs] == [0, 0]
-    assert outs == ["migrated from 0 to 6", "migrated from 6 to 6"]
+    assert outs == ["migrated from 0 to 7", "migrated from 7 to 7"]
     assert postgres.psql("SELECT count(*) FROM schema_version",
-                         dbname=postgres_db.name).strip() == "6"
+                         dbname=postgres_db.name).strip() == "7"
 
 
 def new_mailbox(cfg, login="u"):

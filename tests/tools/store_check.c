@@ -19,7 +19,8 @@
  *                                   once on the pool: prints "uid modseq"
  *   pg-watch SECONDS INTERVAL_MS    a query every interval; prints
  *                                   "ok"/"err <msg>" and the health flag
- *   blob-check | blob-put FILE | blob-get KEY [OFF LEN] | blob-head KEY |
+ *   blob-check | blob-put FILE [KEY [SIZE]] | blob-put-mem FILE [KEY [SIZE]] |
+ *   blob-get KEY [OFF LEN] | blob-head KEY |
  *   blob-delete KEY | blob-gc GRACE_S LIMIT
  *   mem-check | mem-incr KEY WINDOW_MS | mem-count KEY | mem-ban WHAT TTL_MS
  *   REASON | mem-ban-check WHAT | mem-bans | mem-unban WHAT |
@@ -505,6 +506,42 @@ static int cmd_blob(const char *cmd, int argc, char **argv)
 		if (argc >= 3)
 			size = strtoull(argv[2], NULL, 10);
 		blob_put(bs, key, argv[0], size, bw_done, &w);
+		rc = blob_result(bs, &w);
+		if (rc == 0)
+			printf("%s %llu\n", key, (unsigned long long)size);
+	} else if (strcmp(cmd, "blob-put-mem") == 0 && argc >= 1) {
+		/* the same from memory (blob_put_mem, as IMAP APPEND puts) */
+		char key[BLOB_KEY_LEN + 1];
+		struct buf b;
+		uint64_t size;
+		uint8_t chunk[65536];
+		FILE *f = fopen(argv[0], "rb");
+		size_t n;
+		if (f == NULL) {
+			fprintf(stderr, "%s: %s\n", argv[0], strerror(errno));
+			rc = 1;
+			goto out;
+		}
+		buf_init(&b, 0);
+		while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+			buf_append(&b, chunk, n);
+		fclose(f);
+		size = buf_len(&b);
+		blob_key_mem(buf_ptr(&b), buf_len(&b), key);
+		if (argc >= 2)
+			snprintf(key, sizeof(key), "%s", argv[1]);
+		if (argc >= 3)
+			size = strtoull(argv[2], NULL, 10);
+		{
+			/* the store owns the copy; a forced smaller size is what it
+			 * is told, the bytes are all there */
+			uint8_t *copy = xmalloc(buf_len(&b) + 1);
+			memcpy(copy, buf_ptr(&b), buf_len(&b));
+			if (size > buf_len(&b))
+				size = buf_len(&b);
+			blob_put_mem(bs, key, copy, size, bw_done, &w);
+		}
+		buf_free(&b);
 		rc = blob_result(bs, &w);
 		if (rc == 0)
 			printf("%s %llu\n", key, (unsigned long long)size);
