@@ -898,7 +898,7 @@ static const struct migration migrations[] = {
          "         q.dsn_envid, floor(extract(epoch FROM q.created))::bigint\n"
          "    FROM upd u JOIN queue_messages q ON q.id = u.message_id\n"
          "   ORDER BY u.message_id, u.id $$;\n"},
-        {7, "IMAP APPEND reserves its blobs with the mailbox lookup",
+        {7, "IMAP APPEND reserves its blobs with the mailbox lookup; delivery leaves the row",
          /* APPEND looked the mailbox up, put the blobs, then tp_deliver
             referenced them; unlike SMTP delivery it never reserved them, so
             a blob of the same content lying unreferenced past the grace
@@ -935,6 +935,52 @@ static const struct migration migrations[] = {
          "    ON CONFLICT (key) DO UPDATE SET last_used = now();\n"
          "  END IF;\n"
          "  RETURN NEXT;\n"
+         "END $$;\n"
+         /* every caller reserves its blob before the put (SMTP with
+            tp_blob_reserve), so the row is there: leave it, rather than
+            writing a second version of it per delivery */
+         "CREATE OR REPLACE FUNCTION tp_deliver(p_mailboxes bigint[], p_blob text, p_size "
+         "bigint,\n"
+         "    p_internaldate timestamptz, p_flags text[], p_envelope text, p_bodystructure "
+         "text,\n"
+         "    p_body text, p_from text, p_to text, p_cc text, p_subject text,\n"
+         "    p_date timestamptz, p_message_id text, p_parts jsonb, p_search text)\n"
+         "RETURNS TABLE(mailbox_id bigint, uid bigint, modseq bigint)\n"
+         "LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$\n"
+         "DECLARE\n"
+         "  v_tsv tsvector := tp_tsv(left(p_search, 262144));\n"
+         "  v_mb bigint;\n"
+         "  v_id bigint;\n"
+         "BEGIN\n"
+         "  IF p_mailboxes IS NULL OR cardinality(p_mailboxes) = 0 THEN\n"
+         "    RAISE EXCEPTION 'tp_deliver: no mailbox';\n"
+         "  END IF;\n"
+         "  INSERT INTO blobs(key, size) VALUES (p_blob, p_size) ON CONFLICT (key) DO NOTHING;\n"
+         "  FOR v_mb IN SELECT DISTINCT m FROM unnest(p_mailboxes) AS m ORDER BY m LOOP\n"
+         "    UPDATE mailboxes mb SET uidnext = mb.uidnext + 1,\n"
+         "                          highestmodseq = mb.highestmodseq + 1,\n"
+         "                          used_bytes = mb.used_bytes + p_size\n"
+         "      WHERE mb.id = v_mb\n"
+         "      RETURNING mb.id, mb.uidnext - 1, mb.highestmodseq INTO mailbox_id, uid, modseq;\n"
+         "    IF NOT FOUND THEN\n"
+         "      RAISE EXCEPTION 'tp_deliver: no mailbox %', v_mb USING ERRCODE = "
+         "'foreign_key_violation';\n"
+         "    END IF;\n"
+         "    INSERT INTO messages(mailbox_id, uid, modseq, flags, internaldate, size, blob_key,\n"
+         "        envelope, bodystructure, body, hdr_from, hdr_to, hdr_cc, hdr_subject, "
+         "hdr_date,\n"
+         "        hdr_message_id, parts, search_text)\n"
+         "      VALUES (mailbox_id, uid, modseq, coalesce(p_flags, '{}'),\n"
+         "        coalesce(p_internaldate, now()), p_size, p_blob, p_envelope, "
+         "p_bodystructure,\n"
+         "        p_body, p_from, p_to, p_cc, p_subject, p_date, p_message_id, p_parts,\n"
+         "        left(p_search, 1048576))\n"
+         "      RETURNING id INTO v_id;\n"
+         "    IF v_tsv IS NOT NULL THEN\n"
+         "      INSERT INTO message_words(message_id, search_tsv) VALUES (v_id, v_tsv);\n"
+         "    END IF;\n"
+         "    RETURN NEXT;\n"
+         "  END LOOP;\n"
          "END $$;\n"},
 };
 

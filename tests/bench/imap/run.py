@@ -27,7 +27,7 @@ Targets:
   tailpost  tailpost-mailbox (release build), an `imap` listener with
             allow_plaintext_auth, Postgres (private, durability defaults,
             shared_buffers 128MB as shipped), blobs in a local directory,
-            the in-process memory store, pool_size as configured (default 4);
+            the in-process memory store, pool_size as configured (default 8);
   dovecot   Dovecot imap (private instance, Debian package, defaults:
             high-security login processes, one imap process per client,
             fsync_mode optimized), Maildir, passwd-file users.
@@ -353,9 +353,10 @@ def print_pg_stats(pg, dbname, commands, top):
         "FROM pg_stat_statements s "
         "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database()",
         "SELECT calls, round(total_exec_time), round(mean_exec_time::numeric, 3), "
+        "round(total_plan_time), "
         "regexp_replace(left(query, 110), '\\s+', ' ', 'g') FROM pg_stat_statements s "
         "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database() "
-        f"ORDER BY total_exec_time DESC LIMIT {int(top)}",
+        f"ORDER BY total_exec_time + total_plan_time DESC LIMIT {int(top)}",
         "SELECT n_tup_ins, n_tup_upd, n_tup_hot_upd, n_dead_tup, n_live_tup, "
         "  (SELECT count(*) FILTER (WHERE expunged) FROM messages), "
         "  coalesce(to_char(greatest(last_autovacuum, last_vacuum), 'HH24:MI:SS'), 'never'), "
@@ -368,8 +369,9 @@ def print_pg_stats(pg, dbname, commands, top):
           f"{ms} ms executing ({ms * per:.3f} ms per IMAP command), {plan} ms planning "
           f"({plan * per:.3f} ms per IMAP command)")
     for line in lines[1:-1]:
-        c, total, mean, q = line.split("|", 3)
-        print(f"  {int(c):7d} calls {int(total):7d} ms {float(mean):7.3f} ms/call  {q}")
+        c, total, mean, plan, q = line.split("|", 4)
+        print(f"  {int(c):7d} calls {int(total):7d} ms {float(mean):7.3f} ms/call "
+              f"{int(plan):5d} ms planning  {q}")
     ins, upd, hot, dead, live, tomb, vac, size = lines[-1].split("|")
     print(f"  messages table since start: {ins} inserted, {upd} updated ({hot} HOT); now "
           f"{live} live / {dead} dead row versions, {tomb} rows are expunged tombstones, "
