@@ -579,6 +579,15 @@ static const struct conf_key imap_keys[] = {
          .help = "bytes of message bodies and stored message metadata kept in memory (LRU, "
                  "shared by every IMAP session) so repeated fetches skip the blob store and "
                  "Postgres; 0: off"},
+        {.name = "sync_interval",
+         .type = CONF_DURATION,
+         .offset = IK(sync_interval_ms),
+         .def = "30s",
+         .min = 0,
+         .max = 3600000,
+         .help = "NOOP and CHECK ask Postgres for changes only when a change notification "
+                 "came, the subscription was not in place throughout, or the last look is "
+                 "older than this; 0: every time"},
 };
 
 /* A separator must not occur in logins and addresses. */

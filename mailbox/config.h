@@ -127,6 +127,7 @@ struct mailbox_imap_conf {
 	int64_t command_rate;                /* commands/s per session; 0: no limit */
 	int64_t command_burst;               /* commands without delay */
 	uint64_t blob_cache_size;            /* body-fetch cache bytes; 0: off */
+	int64_t sync_interval_ms;            /* NOOP trusts pub/sub this long; 0: never */
 };
 
 /*

@@ -246,6 +246,7 @@ static int imap_open(struct conn *c)
 		account_conns = imap_account_conns_new();
 	ic->pg.conns = account_conns;
 	ic->pg.max_per_account = (unsigned)ik->max_connections_per_account;
+	ic->pg.sync_interval = (double)ik->sync_interval_ms / 1000.0;
 	/* copied: a reload frees the config under running sessions */
 	if (ik->master_users.n > 0) {
 		ic->pg.masters = xcalloc(ik->master_users.n, sizeof(char *));

@@ -382,8 +382,11 @@ static void cmd_noop(struct imap_session *s, const struct imap_command *c)
 		imap_cmd_bad(s, "Command takes no arguments");
 		return;
 	}
-	/* NOOP and CHECK are how clients poll (RFC 3501 6.1.2) */
-	if (s->state == IMAP_STATE_SELECTED)
+	/* NOOP and CHECK are how clients poll (RFC 3501 6.1.2): ask the
+	 * store, unless it says its notifications cover everything since
+	 * the last time (a notification already set dirty) */
+	if (s->state == IMAP_STATE_SELECTED &&
+	    (s->ops->changes_known == NULL || !s->ops->changes_known(s->ctx)))
 		s->sel.dirty = true;
 	imap_cmd_finish(s, "OK", NULL,
 	                strcmp(c->name, "CHECK") == 0 ? "Check completed" : "NOOP completed");

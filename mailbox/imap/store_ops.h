@@ -255,6 +255,10 @@ struct imap_store_ops {
 	 * messages, flag changes, expunges).  Answer with
 	 * imap_session_changes_done(). */
 	void (*changes)(void *ctx, uint64_t since);
+	/* Optional.  True when a poll (NOOP, CHECK) need not call changes:
+	 * every change since the last completed changes request would have
+	 * been announced with imap_session_notify, and none was. */
+	bool (*changes_known)(void *ctx);
 
 	/* Storage used and allowed for the account (RFC 9208).  Answer with
 	 * imap_session_quota_done(). */

@@ -668,6 +668,7 @@ static void op_select(void *ctx, const char *name, bool readonly)
 
 	(void)readonly;
 	p->mbox = 0;
+	p->known_epoch = 0;
 	mem_unsubscribe(&p->sub);
 	query_prep(
 	        p,
@@ -689,6 +690,7 @@ static void op_unselect(void *ctx)
 	struct imap_pg *p = ctx;
 
 	p->mbox = 0;
+	p->known_epoch = 0;
 	mem_unsubscribe(&p->sub);
 }
 
@@ -1712,6 +1714,13 @@ static void changes_done(void *arg, const PGresult *res, const char *errstr)
 			n++;
 		}
 	}
+	/* what the request saw is known; from here the subscription, if it
+	 * was live when the request was sent and stays so, reports the rest
+	 * (set before the session runs on, maybe into the next request) */
+	if (st == IMAP_STORE_OK && rows > 0) {
+		p->known_epoch = p->sync_epoch;
+		p->known_at = p->sync_at;
+	}
 	imap_session_changes_done(p->session, st, v, n, hms, uidvalidity);
 	for (size_t i = 0; i < n; i++) {
 		free(fl[i]);
@@ -1723,11 +1732,46 @@ static void changes_done(void *arg, const PGresult *res, const char *errstr)
 	kick(p);
 }
 
+static double mono_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * Whether a NOOP may skip asking Postgres: the last changes request
+ * completed less than sync_interval ago and was sent while the
+ * mailbox's subscription was live, and it has stayed live on the same
+ * connection since.  Every writer publishes after its commit, so any
+ * change that request did not see was published after the subscription
+ * was in place: it reached imap_session_notify (which makes the session
+ * ask), or it is still on its way, as it could be for a NOOP that asked.
+ * The interval bounds what a writer that crashed between commit and
+ * publish, or could not reach Redis, can hide.
+ */
+static bool op_changes_known(void *ctx)
+{
+	struct imap_pg *p = ctx;
+	uint64_t epoch;
+
+	if (p->mbox == 0 || p->sync_interval <= 0 || p->known_epoch == 0)
+		return false;
+	if (!mem_sub_live(p->sub, &epoch) || epoch != p->known_epoch)
+		return false;
+	return mono_now() - p->known_at < p->sync_interval;
+}
+
 static void op_changes(void *ctx, uint64_t since)
 {
 	struct imap_pg *p = ctx;
 	char *id = id_str(p->mbox), *ms = xasprintf("%" PRIu64, since);
 	const char *params[] = {id, ms};
+	uint64_t epoch;
+
+	p->sync_epoch = mem_sub_live(p->sub, &epoch) ? epoch : 0;
+	p->sync_at = mono_now();
 
 	query_prep(p,
 	           "SELECT mb.highestmodseq, mb.uidvalidity, m.uid, m.modseq, "
@@ -1840,5 +1884,6 @@ void imap_pg_ops_fill(struct imap_store_ops *ops)
 	ops->append = op_append;
 	ops->search = op_search;
 	ops->changes = op_changes;
+	ops->changes_known = op_changes_known;
 	ops->quota = op_quota;
 }

@@ -12,7 +12,9 @@
  * published on channel IMAP_PG_CHANNEL_FMT (the mailbox id); a session
  * subscribes to the channel of its selected mailbox, on every instance,
  * and hands the hint to imap_session_notify().  Local delivery publishes
- * on the same channel.
+ * on the same channel.  While the subscription stays live, the absence of
+ * notifications also answers a poll (ops.changes_known, for at most
+ * sync_interval after the last look).
  */
 #ifndef MAILBOX_IMAP_STORE_PG_H
 #define MAILBOX_IMAP_STORE_PG_H
@@ -62,6 +64,7 @@ struct imap_pg {
 	size_t nmasters;
 	struct imap_account_conns *conns; /* per-account session counts */
 	unsigned max_per_account;         /* 0: no limit */
+	double sync_interval;             /* seconds (changes_known); 0: always ask */
 	struct imap_blob_cache *cache;    /* body reads and stored metadata */
 	/* With a cache: run imap_pg_deferred(p) soon from the loop (not
 	 * from inside this call). */
@@ -85,6 +88,11 @@ struct imap_pg {
 	} * cached;
 	size_t ncached;
 	struct mem_sub *sub;
+	/* changes_known: the subscription's epoch when the changes request
+	 * in flight was sent (0: not live) and when; of the last one that
+	 * completed: the same */
+	uint64_t sync_epoch, known_epoch;
+	double sync_at, known_at;
 
 	struct pg_req *req;
 	struct blob_req *breq;

@@ -112,6 +112,14 @@ struct mem_req *mem_publish(struct mem_store *ms, const char *channel, const cha
 struct mem_sub *mem_subscribe(struct mem_store *ms, const char *channel, mem_msg_cb *cb, void *arg);
 /* NULL-safe; sets *s to NULL; may be called from the sub's own callback. */
 void mem_unsubscribe(struct mem_sub **s);
+/*
+ * Whether s now receives every message published on its channel: its
+ * subscription is in place (Redis: confirmed on the connected
+ * subscription connection; local: always).  *epoch_r names that
+ * connection and changes whenever it is replaced, so "live with the same
+ * epoch" at two moments means nothing published in between was missed.
+ */
+bool mem_sub_live(const struct mem_sub *s, uint64_t *epoch_r);
 
 /* Forget a request: its callback will never run.  NULL-safe; *r = NULL. */
 void mem_req_cancel(struct mem_req **r);

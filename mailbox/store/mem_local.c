@@ -253,6 +253,15 @@ static bool local_healthy(const struct mem_store *ms)
 	return true;
 }
 
+/* In-process: a subscriber gets every later message, always. */
+static bool local_sub_live(const struct mem_store *ms, const char *channel, uint64_t *epoch_r)
+{
+	(void)ms;
+	(void)channel;
+	*epoch_r = 1;
+	return true;
+}
+
 static void local_free(struct mem_store *ms)
 {
 	struct local_store *l = ms->impl;
@@ -270,6 +279,7 @@ const struct mem_ops mem_local_ops = {
         .start = local_start,
         .subscribe = local_subscribe,
         .healthy = local_healthy,
+        .sub_live = local_sub_live,
         .free = local_free,
 };
 

@@ -75,6 +75,7 @@ struct rd_chan {
 	struct rd_store *rs;           /* NULL: orphaned, freed by its NULL callback */
 	char *name;                    /* without prefix */
 	redisAsyncContext *registered; /* the connection it is subscribed on */
+	redisAsyncContext *confirmed;  /* ... and Redis said so (SUBSCRIBE's answer) */
 };
 
 struct rd_store {
@@ -84,6 +85,7 @@ struct rd_store {
 	int db;
 	char *password; /* from the URL (refused by the config) or cfg->password */
 	struct rd_conn cmd, sub;
+	uint64_t sub_epoch; /* counts subscription connections made */
 	struct rd_chan *chans;
 	/* host name lookups (dns: the host is a name) */
 	bool dns;
@@ -365,10 +367,19 @@ static void sub_reply_cb(redisAsyncContext *ac, void *reply_, void *privdata)
 		/* the connection is going away */
 		if (ch->registered == ac)
 			ch->registered = NULL;
+		if (ch->confirmed == ac)
+			ch->confirmed = NULL;
 		if (rs == NULL) {
 			free(ch->name);
 			free(ch);
 		}
+		return;
+	}
+	if (rs != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
+	    rep->element[0]->type == REDIS_REPLY_STRING &&
+	    strcmp(rep->element[0]->str, "subscribe") == 0 && ch->registered == ac) {
+		/* from here on every message on the channel reaches us */
+		ch->confirmed = ac;
 		return;
 	}
 	if (rs == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
@@ -420,6 +431,19 @@ static void rd_subscribe(struct mem_store *ms, const char *channel)
 		rs->chans = ch;
 	}
 	chan_register(rs, ch);
+}
+
+static bool rd_sub_live(const struct mem_store *ms, const char *channel, uint64_t *epoch_r)
+{
+	const struct rd_store *rs = ms->impl;
+
+	*epoch_r = rs->sub_epoch;
+	if (rs->sub.ac == NULL || !rs->sub.connected)
+		return false;
+	for (const struct rd_chan *ch = rs->chans; ch != NULL; ch = ch->next)
+		if (strcmp(ch->name, channel) == 0)
+			return ch->confirmed == rs->sub.ac;
+	return false;
 }
 
 /* --- connections ------------------------------------------------------------------- */
@@ -664,9 +688,11 @@ static void conn_start(struct rd_conn *c)
 	}
 	ev_timer_set(&c->connect_timer, (double)ms->cfg->timeout_ms / 1000.0, 0.);
 	ev_timer_start(ms->loop, &c->connect_timer);
-	if (c->kind == RD_SUB)
+	if (c->kind == RD_SUB) {
+		rs->sub_epoch++;
 		for (struct rd_chan *ch = rs->chans; ch != NULL; ch = ch->next)
 			chan_register(rs, ch);
+	}
 	if (c->kind == RD_CMD && rs->nwaiting > 0)
 		wait_flush(rs); /* after AUTH and SELECT, in their order */
 }
@@ -747,6 +773,7 @@ const struct mem_ops mem_redis_ops = {
         .kind = "redis",
         .start = rd_start,
         .subscribe = rd_subscribe,
+        .sub_live = rd_sub_live,
         .healthy = rd_healthy,
         .free = rd_free,
 };

@@ -3,10 +3,14 @@ else changed (store_pg.c reports the HIGHESTMODSEQ before and after the
 write; sync.c imap_sync_own_write), but whatever anyone else changed must
 still reach the client: through pub/sub, and also when no notification
 arrives at all (changes written straight into Postgres here, as a lost
-pub/sub message would leave them).  Also: the per-mailbox used_bytes that
-quota reads stays equal to the sum over the messages."""
+pub/sub message would leave them): a NOOP trusts the subscription for
+imap.sync_interval, then asks Postgres, and asks at once when the
+subscription connection (Redis) was lost meanwhile.  Also: the
+per-mailbox used_bytes that quota reads stays equal to the sum over the
+messages."""
 import re
 import socket
+import time
 
 import pytest
 
@@ -18,20 +22,26 @@ MSG = (b"From: a@example.net\r\nTo: owen@example.org\r\nSubject: s\r\n"
        b"Message-ID: <o1@example.net>\r\n\r\nbody text\r\n")
 
 
-@pytest.fixture
-def mb(tmp_path, postgres, postgres_db):
+def start_mailbox(tmp_path, postgres, postgres_db, sync_interval, redis=None):
     certs = Certs(tmp_path / "certs")
     cert, key = certs.issue("own", cn="localhost")
-    m = Mailbox(tmp_path, postgres_db, name="own")
+    m = Mailbox(tmp_path, postgres_db, name="own", redis=redis)
     m.ports = {"imap": harness.free_port()}
     m.write_config(listener("imap", "imap", m.ports["imap"],
-                            f'tls: {{ cert: "{cert}", key: "{key}" }}'))
+                            f'tls: {{ cert: "{cert}", key: "{key}" }}'),
+                   extra=f"imap: {{ sync_interval: {sync_interval} }}\n")
     m.migrate()
     r = m.cli("account", "add", USER, "--quota", "100000", input=PASSWORD + "\n")
     assert r.returncode == 0, r.stderr
     m.start()
     m.certs = certs
     m.sql = lambda q: postgres.psql(q, dbname=postgres_db.name).strip()
+    return m
+
+
+@pytest.fixture
+def mb(tmp_path, postgres, postgres_db):
+    m = start_mailbox(tmp_path, postgres, postgres_db, "2s")
     yield m
     assert m.stop() == 0, m.text()[-3000:]
 
@@ -75,6 +85,50 @@ class Conn:
 
 def fetches(untagged):
     return [u for u in untagged if re.match(rb"\* \d+ FETCH", u)]
+
+
+LATER = ("WITH mb AS (UPDATE mailboxes SET highestmodseq = highestmodseq + 1 "
+         "WHERE name = 'INBOX' RETURNING id, highestmodseq) "
+         "UPDATE messages m SET flags = ARRAY['$Later'], modseq = mb.highestmodseq "
+         "FROM mb WHERE m.mailbox_id = mb.id AND m.uid = 1")
+
+
+def test_noop_trusts_the_subscription_until_redis_goes_away(tmp_path, postgres, postgres_db):
+    redis = harness.RedisServer()
+    redis.start()
+    m = start_mailbox(tmp_path, postgres, postgres_db, "60s", redis=redis)
+    try:
+        a, b = Conn(m), Conn(m)
+        for _ in range(2):
+            a.cmd("APPEND INBOX", MSG)
+        a.cmd("SELECT INBOX")
+        b.cmd("SELECT INBOX")
+        # the first NOOP asks (nothing vouched for yet); by the second the
+        # subscription is confirmed and that look is the baseline
+        a.cmd("NOOP")
+        time.sleep(0.5)
+        a.cmd("NOOP")
+        # an announced change (b's STORE, through Redis) shows at once
+        b.cmd("UID STORE 2 +FLAGS (\\Flagged)")
+        deadline = time.monotonic() + 5
+        while True:
+            u, _ = a.cmd("NOOP")
+            if any(b"\\Flagged" in x for x in fetches(u)):
+                break
+            assert time.monotonic() < deadline, "b's change never reached a"
+            time.sleep(0.05)
+        # an unannounced one does not, within the interval ...
+        m.sql(LATER)
+        u, _ = a.cmd("NOOP")
+        assert not any(b"$Later" in x for x in fetches(u)), u
+        # ... until the subscription connection is lost: then NOOP asks
+        redis.restart()
+        u, _ = a.cmd("NOOP")
+        assert any(b"UID 1 " in x and b"$Later" in x for x in fetches(u)), u
+    finally:
+        rc = m.stop()
+        redis.close()
+    assert rc == 0, m.text()[-3000:]
 
 
 def test_own_writes_skip_the_sync_but_others_are_seen(mb):
@@ -124,13 +178,16 @@ def test_own_writes_skip_the_sync_but_others_are_seen(mb):
     assert any(b"UID 2 " in x and b"$Hidden" in x for x in seen), (u, u2)
     assert any(b"UID 3 " in x and b"\\Answered" in x for x in seen), (u, u2)
 
-    # and one written right after a's write: NOOP always asks Postgres
-    mb.sql("WITH mb AS (UPDATE mailboxes SET highestmodseq = highestmodseq + 1 "
-               "WHERE name = 'INBOX' RETURNING id, highestmodseq) "
-               "UPDATE messages m SET flags = ARRAY['$Later'], modseq = mb.highestmodseq "
-               "FROM mb WHERE m.mailbox_id = mb.id AND m.uid = 1")
-    u, _ = a.cmd("NOOP")
-    assert any(b"UID 1 " in x and b"$Later" in x for x in fetches(u)), u
+    # and one written right after a's write, unannounced too: NOOP trusts
+    # the subscription for imap.sync_interval (2 s here), then asks
+    t0 = time.monotonic()
+    mb.sql(LATER)
+    while True:
+        u, _ = a.cmd("NOOP")
+        if any(b"UID 1 " in x and b"$Later" in x for x in fetches(u)):
+            break
+        assert time.monotonic() - t0 < 8, "an unannounced change never showed"
+        time.sleep(0.2)
 
     # used_bytes (what quota reads) is the sum over the live messages
     assert mb.sql("SELECT count(*) FROM mailboxes mb WHERE used_bytes <> (SELECT "

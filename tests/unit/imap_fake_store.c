@@ -668,6 +668,13 @@ static void op_fetch(void *ctx, const uint32_t *uids, size_t n, unsigned want)
 
 /* The metadata every row of op_fetch carries, when meta_cached is on: the
  * messages' own (a real store answers from a cache of earlier fetches). */
+static bool op_changes_known(void *ctx)
+{
+	struct fake_store *f = ctx;
+
+	return f->changes_known;
+}
+
 static bool op_fetch_cached(void *ctx, const uint32_t *uids, size_t n, unsigned want,
                             struct imap_msg_meta *rows)
 {
@@ -1371,6 +1378,7 @@ static const struct imap_store_ops ops = {
         .unselect = op_unselect,
         .fetch = op_fetch,
         .fetch_cached = op_fetch_cached,
+        .changes_known = op_changes_known,
         .read = op_read,
         .store = op_store,
         .expunge = op_expunge,

@@ -76,6 +76,7 @@ struct fake_store {
 	bool hold;          /* keep the next completion until released */
 	bool header_column; /* fetch rows carry the raw header */
 	bool meta_cached;   /* ops.fetch_cached answers (from the messages) */
+	bool changes_known; /* ops.changes_known says yes */
 	unsigned cached_answers;
 	uint32_t next_uidvalidity;
 	struct fake_result *pending;

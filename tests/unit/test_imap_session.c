@@ -35,6 +35,7 @@
  *   # fail OP STATUS        the next OP request answers STATUS
  *   # header-column on|off  fetch rows with or without the raw header
  *   # meta-cache on|off     ops.fetch_cached answers (off: it declines)
+ *   # changes-known on|off  ops.changes_known says so (NOOP need not ask)
  *   # spool-fail on|off | starttls-fail
  *   # handshake ok|fail | shutdown timeout|shutdown|kicked
  *   # expect closing|open|no-output|tls-started
@@ -433,6 +434,8 @@ static void directive(struct run *r, char *text)
 		}
 		snprintf(r->f.fail_op, sizeof(r->f.fail_op), "%s", tok[1]);
 		r->f.fail_st = st;
+	} else if (strcmp(tok[0], "changes-known") == 0 && ntok == 2) {
+		r->f.changes_known = strcmp(tok[1], "on") == 0;
 	} else if (strcmp(tok[0], "meta-cache") == 0 && ntok == 2) {
 		r->f.meta_cached = strcmp(tok[1], "on") == 0;
 	} else if (strcmp(tok[0], "header-column") == 0 && ntok == 2) {
