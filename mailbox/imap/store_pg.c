@@ -64,9 +64,9 @@
 static size_t spool_mem_total; /* bytes held by in-memory spools (the loop's thread) */
 
 struct imap_pg_spool {
-	int fd;        /* the file, or -1 while in memory */
-	char path[64]; /* "" until there is a file */
-	uint8_t *mem;  /* in memory: the octets so far */
+	int fd;         /* the file, or -1 while in memory */
+	char path[256]; /* "" until there is a file */
+	uint8_t *mem;   /* in memory: the octets so far */
 	size_t cap;
 	EVP_MD_CTX *sha;
 	struct mime_parser *mp;
@@ -83,6 +83,7 @@ struct imap_pg_append {
 	uint32_t *uids;
 	struct mime_result **mimes;     /* per message, once parsed */
 	char (*keys)[BLOB_KEY_LEN + 1]; /* per message, once put */
+	size_t put_mem;                 /* spool bytes the put in flight holds */
 	bool stored;                    /* the statement succeeded */
 	bool own;                       /* reported with imap_session_write_modseq */
 };
@@ -105,6 +106,9 @@ static enum imap_store_status pg_status(const PGresult *res, const char *errstr)
 	st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 	if (st != NULL && strcmp(st, "23505") == 0)
 		return IMAP_STORE_EXISTS;
+	/* serialization failure: tp_deliver's blob was collected meanwhile */
+	if (st != NULL && strcmp(st, "40001") == 0)
+		return IMAP_STORE_TEMPFAIL;
 	return IMAP_STORE_FAIL;
 }
 
@@ -1273,7 +1277,7 @@ static int spool_to_file(struct imap_pg_spool *sp)
 	const char *dir = getenv("TMPDIR");
 
 	snprintf(sp->path, sizeof(sp->path), "%s/tp-imap-XXXXXX",
-	         dir != NULL && strlen(dir) < 40 ? dir : "/tmp");
+	         dir != NULL && strlen(dir) < 200 ? dir : "/tmp");
 	sp->fd = mkostemp(sp->path, O_CLOEXEC);
 	if (sp->fd < 0) {
 		sp->path[0] = '\0';
@@ -1356,6 +1360,8 @@ static void append_free(struct imap_pg_append *a)
 {
 	if (a == NULL)
 		return;
+	/* a put still running frees them soon, whatever happens to us */
+	spool_mem_total -= a->put_mem;
 	for (size_t i = 0; i < a->n; i++) {
 		spool_free(a->v[i].spool);
 		for (size_t j = 0; j < a->v[i].nflags; j++)
@@ -1502,6 +1508,8 @@ static void put_done(void *arg, enum blob_status st, const char *errstr)
 
 	(void)errstr;
 	p->breq = NULL;
+	spool_mem_total -= p->app->put_mem;
+	p->app->put_mem = 0;
 	if (st != BLOB_OK) {
 		append_finish(p, IMAP_STORE_TEMPFAIL);
 		return;
@@ -1532,10 +1540,10 @@ static void append_next(struct imap_pg *p)
 	}
 	a->v[a->i].size = sp->size;
 	if (sp->fd < 0) {
-		/* the store frees the bytes */
+		/* the store frees the bytes; they count until the put ends */
 		uint8_t *mem = sp->mem;
 
-		spool_mem_total -= sp->cap;
+		a->put_mem = sp->cap;
 		sp->mem = NULL;
 		sp->cap = 0;
 		p->breq = blob_put_mem(p->blob, a->keys[a->i], mem, sp->size, put_done, p);

@@ -393,12 +393,12 @@ void mem_unsubscribe(struct mem_sub **sp)
 		subs_sweep(s->ms);
 }
 
-bool mem_sub_live(const struct mem_sub *s, uint64_t *epoch_r)
+bool mem_sub_live(struct mem_sub *s, uint64_t *epoch_r)
 {
 	*epoch_r = 0;
 	if (s == NULL || s->dead || s->ms->ops->sub_live == NULL)
 		return false;
-	return s->ms->ops->sub_live(s->ms, s->channel, epoch_r);
+	return s->ms->ops->sub_live(s->ms, s, epoch_r);
 }
 
 void mem_deliver(struct mem_store *ms, const char *channel, const char *msg, size_t len)

@@ -119,7 +119,7 @@ void mem_unsubscribe(struct mem_sub **s);
  * connection and changes whenever it is replaced, so "live with the same
  * epoch" at two moments means nothing published in between was missed.
  */
-bool mem_sub_live(const struct mem_sub *s, uint64_t *epoch_r);
+bool mem_sub_live(struct mem_sub *s, uint64_t *epoch_r);
 
 /* Forget a request: its callback will never run.  NULL-safe; *r = NULL. */
 void mem_req_cancel(struct mem_req **r);

@@ -60,6 +60,7 @@ struct mem_sub {
 	mem_msg_cb *cb;
 	void *arg;
 	bool dead;
+	void *impl; /* the backend's, for sub_live (Redis: its channel) */
 };
 
 struct mem_ops {
@@ -68,8 +69,8 @@ struct mem_ops {
 	/* a channel got its first live subscriber */
 	void (*subscribe)(struct mem_store *ms, const char *channel);
 	bool (*healthy)(const struct mem_store *ms);
-	/* mem_sub_live for a channel with a live subscriber */
-	bool (*sub_live)(const struct mem_store *ms, const char *channel, uint64_t *epoch_r);
+	/* mem_sub_live for a live subscriber */
+	bool (*sub_live)(const struct mem_store *ms, struct mem_sub *s, uint64_t *epoch_r);
 	/* free the backend; unfinished started requests: set r->ms = NULL
 	 * and free them later itself, or free them now with mem_req_free */
 	void (*free)(struct mem_store *ms);

@@ -433,17 +433,23 @@ static void rd_subscribe(struct mem_store *ms, const char *channel)
 	chan_register(rs, ch);
 }
 
-static bool rd_sub_live(const struct mem_store *ms, const char *channel, uint64_t *epoch_r)
+static bool rd_sub_live(const struct mem_store *ms, struct mem_sub *s, uint64_t *epoch_r)
 {
 	const struct rd_store *rs = ms->impl;
+	const struct rd_chan *ch = s->impl;
 
 	*epoch_r = rs->sub_epoch;
 	if (rs->sub.ac == NULL || !rs->sub.connected)
 		return false;
-	for (const struct rd_chan *ch = rs->chans; ch != NULL; ch = ch->next)
-		if (strcmp(ch->name, channel) == 0)
-			return ch->confirmed == rs->sub.ac;
-	return false;
+	/* a channel lives as long as the store (never unsubscribed): look
+	 * it up once per subscriber */
+	if (ch == NULL) {
+		for (ch = rs->chans; ch != NULL; ch = ch->next)
+			if (strcmp(ch->name, s->channel) == 0)
+				break;
+		s->impl = (void *)(uintptr_t)ch;
+	}
+	return ch != NULL && ch->confirmed == rs->sub.ac;
 }
 
 /* --- connections ------------------------------------------------------------------- */

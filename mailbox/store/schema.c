@@ -898,7 +898,9 @@ static const struct migration migrations[] = {
          "         q.dsn_envid, floor(extract(epoch FROM q.created))::bigint\n"
          "    FROM upd u JOIN queue_messages q ON q.id = u.message_id\n"
          "   ORDER BY u.message_id, u.id $$;\n"},
-        {7, "IMAP APPEND reserves its blobs with the mailbox lookup; delivery leaves the row",
+        {7,
+         "IMAP APPEND reserves its blobs with the mailbox lookup; delivery requires the "
+         "reservation",
          /* APPEND looked the mailbox up, put the blobs, then tp_deliver
             referenced them; unlike SMTP delivery it never reserved them, so
             a blob of the same content lying unreferenced past the grace
@@ -906,9 +908,9 @@ static const struct migration migrations[] = {
             writes nothing) and tp_deliver: a message without its blob.
             The reservation rides on the lookup.  Its commit need not wait
             for the WAL flush: it only has to be visible to the collector,
-            and the tp_deliver that relies on it commits synchronously
-            after it, which flushes it too; lost in a crash, it protected
-            nothing that was acknowledged. */
+            and should a crash lose it, tp_deliver (below) finds the row
+            gone or holds it, so nothing is acknowledged without its
+            bytes (at worst an object stays without a row). */
          "CREATE FUNCTION tp_append_begin(p_account bigint, p_name text, p_keys text[],\n"
          "    p_sizes bigint[])\n"
          "RETURNS TABLE(id bigint, uidvalidity bigint, quota bigint, used bigint)\n"
@@ -937,8 +939,16 @@ static const struct migration migrations[] = {
          "  RETURN NEXT;\n"
          "END $$;\n"
          /* every caller reserves its blob before the put (SMTP with
-            tp_blob_reserve), so the row is there: leave it, rather than
-            writing a second version of it per delivery */
+            tp_blob_reserve, IMAP with tp_append_begin).  Holding the row
+            (KEY SHARE, which the collector's FOR UPDATE SKIP LOCKED steps
+            around) keeps it referenced from here to the commit.  A row that
+            is gone was collected since: the put may have found the object
+            there just before it went, so the delivery fails (the caller
+            retries, reserving and putting again) rather than refer to bytes
+            that may be gone.  This also covers a reservation lost with an
+            asynchronous commit in a crash, and a put slower than the grace.
+            Before, the insert or refresh of the row here wrote a second
+            version of it per delivery and could not tell. */
          "CREATE OR REPLACE FUNCTION tp_deliver(p_mailboxes bigint[], p_blob text, p_size "
          "bigint,\n"
          "    p_internaldate timestamptz, p_flags text[], p_envelope text, p_bodystructure "
@@ -955,7 +965,11 @@ static const struct migration migrations[] = {
          "  IF p_mailboxes IS NULL OR cardinality(p_mailboxes) = 0 THEN\n"
          "    RAISE EXCEPTION 'tp_deliver: no mailbox';\n"
          "  END IF;\n"
-         "  INSERT INTO blobs(key, size) VALUES (p_blob, p_size) ON CONFLICT (key) DO NOTHING;\n"
+         "  PERFORM 1 FROM blobs b WHERE b.key = p_blob FOR KEY SHARE;\n"
+         "  IF NOT FOUND THEN\n"
+         "    RAISE EXCEPTION 'tp_deliver: blob % is not reserved', p_blob\n"
+         "      USING ERRCODE = 'serialization_failure';\n"
+         "  END IF;\n"
          "  FOR v_mb IN SELECT DISTINCT m FROM unnest(p_mailboxes) AS m ORDER BY m LOOP\n"
          "    UPDATE mailboxes mb SET uidnext = mb.uidnext + 1,\n"
          "                          highestmodseq = mb.highestmodseq + 1,\n"

@@ -34,6 +34,12 @@
  *   tp_blob_reserve(key text, size bigint) -> void
  *       call BEFORE putting a blob: marks it in use so the collector
  *       (blob_gc) leaves it alone for a grace period.
+ *   tp_append_begin(account bigint, mailbox text, keys text[], sizes bigint[])
+ *       -> TABLE(id bigint, uidvalidity bigint, quota bigint, used bigint)
+ *       IMAP APPEND: the mailbox (id NULL: none; no row: no account), the
+ *       account's quota and usage, and, when the mailbox exists, the
+ *       blobs reserved as tp_blob_reserve does (commit not waiting for
+ *       the WAL flush: tp_deliver checks the reservation).
  *   tp_deliver(mailbox_ids bigint[], blob_key text, size bigint,
  *              internaldate timestamptz, flags text[], envelope text,
  *              bodystructure text, body text, hdr_from text, hdr_to text,
@@ -42,7 +48,9 @@
  *       -> TABLE(mailbox_id bigint, uid bigint, modseq bigint)
  *       inserts the message into every mailbox: uid = uidnext and a new
  *       modseq per mailbox, bumping uidnext/highestmodseq; search_text is
- *       truncated below Postgres' 1 MB tsvector limit.
+ *       truncated below Postgres' 1 MB tsvector limit.  The blob must be
+ *       reserved (its row present; held until commit): otherwise it
+ *       fails with SQLSTATE 40001 and the caller puts it again.
  *   tp_store_flags(mailbox_id bigint, uids bigint[], mode text ('set',
  *              'add', 'remove'), flags text[], unchangedsince bigint|NULL)
  *       -> TABLE(uid bigint, modseq bigint, flags text[], failed bool)

@@ -13,8 +13,7 @@
  *           ticks, other sessions changing flags, expunging, delivering
  *           mail, the clock moving (rate limit), a shutdown; bit 5:
  *           the store answers ops.fetch_cached (metadata at hand);
- *           bit 6: ops.changes_known says yes (NOOP does not ask; the
- *           same bit ends with a shutdown).
+ *           bit 4: ops.changes_known says yes (NOOP does not ask).
  * The store starts with an account "alice"/"pw" (and master "admin"/"pw"),
  * a few mailboxes and messages.  The fake store aborts on a broken
  * contract (a second request while one is outstanding, a spool of the
@@ -108,7 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg.max_message = 8192;
 	cfg.max_bad = 50;
 	f.meta_cached = (ev & 0x20) != 0;
-	f.changes_known = (ev & 0x40) != 0;
+	f.changes_known = (ev & 0x10) != 0;
 	if (ev & 0x80) {
 		cfg.rate_burst = 5;
 		cfg.rate_per_sec = 10;

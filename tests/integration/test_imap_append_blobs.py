@@ -26,10 +26,7 @@ import harness
 USER, PASSWORD = "ava@example.org", "append-pw-4"
 
 
-@pytest.fixture
-def mb(tmp_path, postgres, postgres_db):
-    spool = tmp_path / "tmpdir"
-    spool.mkdir()
+def start(tmp_path, postgres, postgres_db, spool):
     m = Mailbox(tmp_path, postgres_db, name="appendblobs", env={"TMPDIR": str(spool)})
     m.ports = {"imap": harness.free_port()}
     m.write_config(listener("imap", "imap", m.ports["imap"], "allow_plaintext_auth: true"))
@@ -41,6 +38,14 @@ def mb(tmp_path, postgres, postgres_db):
     m.postgres = postgres
     m.pgdb = postgres_db
     m.sql = lambda q: postgres.psql(q, dbname=postgres_db.name).strip()
+    return m
+
+
+@pytest.fixture
+def mb(tmp_path, postgres, postgres_db):
+    spool = tmp_path / "tmpdir"
+    spool.mkdir()
+    m = start(tmp_path, postgres, postgres_db, spool)
     yield m
     assert m.stop() == 0, m.text()[-3000:]
 
@@ -150,6 +155,29 @@ def test_small_and_large_messages_round_trip_without_temporary_files(mb):
     assert mb.sql("SELECT count(*) FROM messages WHERE NOT expunged") == "4"
     # every spool is gone, the file of the large one included
     assert os.listdir(mb.spool) == []
+
+
+def test_small_messages_need_no_temporary_file(tmp_path, postgres, postgres_db):
+    """With TMPDIR missing no spool file can be made: a small message is
+    stored all the same (from memory), a large one is refused with
+    [UNAVAILABLE] and nothing of it is kept."""
+    m = start(tmp_path, postgres, postgres_db, tmp_path / "no-such-dir")
+    try:
+        c = Conn(m)
+        small = message("mem", 30 * 1024)
+        _, line = c.cmd("APPEND INBOX", [small])
+        uid = appenduid(line)
+        c.cmd("SELECT INBOX")
+        assert body_of(c, uid) == small
+        large = message("file", 400 * 1024)
+        _, line = c.done(c.send("APPEND INBOX", [large]))
+        assert b" NO [UNAVAILABLE]" in line, line
+        assert not blob_path(m, hashlib.sha256(large).hexdigest()).exists()
+        assert m.sql("SELECT count(*) FROM messages") == "1"
+        c.cmd("NOOP")
+    finally:
+        rc = m.stop()
+    assert rc == 0, m.text()[-3000:]
 
 
 class HeldRow:

@@ -123,6 +123,7 @@ def mailbox(tmp_path_factory, postgres):
     for i, (frm, to, cc, subj, date, idate, size, flags, text) in enumerate(MESSAGES):
         key = format(i + 1, "x") * 64
         postgres.psql(
+            f"SELECT tp_blob_reserve('{key[:64]}', {size}); "
             f"SELECT * FROM tp_deliver(ARRAY[{mb}]::bigint[], '{key[:64]}', {size}, "
             f"{lit(idate)}, {arr(flags)}, NULL, NULL, NULL, {lit(frm)}, {lit(to)}, {lit(cc)}, "
             f"{lit(subj)}, {lit(date)}, NULL, NULL, {lit(text)})", dbname=db.name)

@@ -120,6 +120,14 @@ def test_deliver_into_several_mailboxes_is_atomic(migrated):
     a = new_mailbox(migrated, "a")
     b = new_mailbox(migrated, "b")
     key = "ab" * 32
+    # a blob must be reserved before it is delivered (the collector could
+    # have removed an unreserved one): refused with a serialization failure
+    r = su.run(migrated, "pg-query", "SELECT * FROM tp_deliver(ARRAY[$1::bigint], $2, 10, now(),"
+               " NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'x')", a, key,
+               check=False)
+    assert r.returncode == 1 and f"blob {key} is not reserved" in r.stderr, r.stderr
+    assert sql(migrated, "SELECT count(*) FROM messages") == "0"
+    sql(migrated, "SELECT tp_blob_reserve($1, 10)", key)
     out = sql(migrated, "SELECT mailbox_id, uid FROM tp_deliver(ARRAY[$1::bigint, $2::bigint], $3,"
               " 10, now(), ARRAY['\\Seen'], 'env', 'bs', 'body', 'f', 't', 'c', 's', now(), '<m>',"
               " '{\"parts\": 1}', 'hello world')", b, a, key)
@@ -140,6 +148,7 @@ def test_flags_expunge_copy_move(migrated):
     a = new_mailbox(migrated, "a")
     b = sql(migrated, "SELECT tp_mailbox_create(1, 'Archive', '\\Archive')")
     key = "cd" * 32
+    sql(migrated, "SELECT tp_blob_reserve($1, 100)", key)
     for size in (100, 20, 3):
         sql(migrated, "SELECT * FROM tp_deliver(ARRAY[$1::bigint], $2, $3, now(), NULL, NULL,"
             " NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)", a, key, str(size))
@@ -218,6 +227,7 @@ def test_search_text_is_bounded_below_the_tsvector_limit(migrated):
     r = su.run(migrated, "pg-query", f"SELECT length(to_tsvector('simple', {words}))",
                check=False)
     assert r.returncode == 1 and "too long for tsvector" in r.stderr
+    sql(migrated, "SELECT tp_blob_reserve($1, 1)", "ef" * 32)
     sql(migrated, "SELECT * FROM tp_deliver(ARRAY[$1::bigint], $2, 1, now(), NULL, NULL, NULL,"
         f" NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, {words})", mb, "ef" * 32)
     size, textlen = sql(migrated, "SELECT pg_column_size(w.search_tsv), length(m.search_text)"

@@ -172,19 +172,40 @@ static void deliver_next(struct deliver_state *d)
 	pg_query(d->p, sql, 3, params, deliver_cb, d);
 }
 
+/* The blob is reserved first (tp_deliver requires it), then the
+ * deliveries start, inflight at once. */
+static int deliver_inflight;
+
+static void reserved_cb(void *arg, const PGresult *res, const char *errstr)
+{
+	struct deliver_state *d = arg;
+
+	(void)res;
+	pending--;
+	if (errstr != NULL) {
+		fprintf(stderr, "%s\n", errstr);
+		failures++;
+		return;
+	}
+	for (int i = 0; i < deliver_inflight; i++)
+		deliver_next(d);
+}
+
 static int cmd_deliver(struct pg_pool *p, int argc, char **argv)
 {
 	struct deliver_state d;
-	int inflight;
+	char key[BLOB_KEY_LEN + 1];
+	const char *params[1] = {key};
 
 	if (argc != 3)
 		return usage();
 	d.p = p;
 	d.mailbox = argv[0];
 	d.left = atoi(argv[1]);
-	inflight = atoi(argv[2]);
-	for (int i = 0; i < inflight; i++)
-		deliver_next(&d);
+	deliver_inflight = atoi(argv[2]);
+	blob_key_mem("hello", 5, key);
+	pending++;
+	pg_query(p, "SELECT tp_blob_reserve($1, 5)", 1, params, reserved_cb, &d);
 	run_until_done();
 	return failures > 0 ? 1 : 0;
 }

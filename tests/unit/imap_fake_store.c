@@ -666,8 +666,7 @@ static void op_fetch(void *ctx, const uint32_t *uids, size_t n, unsigned want)
 	answer(f, r);
 }
 
-/* The metadata every row of op_fetch carries, when meta_cached is on: the
- * messages' own (a real store answers from a cache of earlier fetches). */
+/* Whether a poll may skip the changes request: as the directive says. */
 static bool op_changes_known(void *ctx)
 {
 	struct fake_store *f = ctx;
@@ -675,6 +674,8 @@ static bool op_changes_known(void *ctx)
 	return f->changes_known;
 }
 
+/* The metadata every row of op_fetch carries, when meta_cached is on: the
+ * messages' own (a real store answers from a cache of earlier fetches). */
 static bool op_fetch_cached(void *ctx, const uint32_t *uids, size_t n, unsigned want,
                             struct imap_msg_meta *rows)
 {
