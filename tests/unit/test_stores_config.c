@@ -46,7 +46,7 @@ UNIT_TEST(stores_config_s3_defaults)
 	CHECK_STR(c.blob.s3.prefix, "");
 	CHECK_INT(c.blob.s3.retries, 3);
 	CHECK_INT(c.blob.s3.timeout_ms, 30000);
-	CHECK_INT(c.data.pool_size, 8);
+	CHECK_INT(c.data.pool_size, 16);
 	CHECK_STR(c.data.password, "pw");
 	CHECK_STR(c.memory.prefix, "tailpost:");
 	CHECK_STR(c.memory.redis, "redis://r:6379/3");

@@ -27,7 +27,7 @@ Targets:
   tailpost  tailpost-mailbox (release build), an `imap` listener with
             allow_plaintext_auth, Postgres (private, durability defaults,
             shared_buffers 128MB as shipped), blobs in a local directory,
-            the in-process memory store, pool_size as configured (default 8);
+            the in-process memory store, pool_size as configured (default 16);
   dovecot   Dovecot imap (private instance, Debian package, defaults:
             high-security login processes, one imap process per client,
             fsync_mode optimized), Maildir, passwd-file users.
