@@ -9,6 +9,7 @@
  */
 #include "mailbox/delivery/spool.h"
 
+#include "shared/fdio.h"
 #include "shared/log.h"
 #include "shared/xmalloc.h"
 
@@ -73,17 +74,9 @@ fail:
 
 static int write_all(struct spool *sp, const uint8_t *p, size_t n)
 {
-	while (n > 0) {
-		ssize_t w = write(sp->fd, p, n);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			sp->err = errno;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
+	if (fd_write_all(sp->fd, p, n) < 0) {
+		sp->err = errno;
+		return -1;
 	}
 	return 0;
 }

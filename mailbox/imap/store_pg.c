@@ -34,6 +34,7 @@
 #include "mailbox/store/pg.h"
 #include "mailbox/store/schema.h"
 #include "shared/buf.h"
+#include "shared/fdio.h"
 #include "shared/log.h"
 #include "shared/xmalloc.h"
 
@@ -1256,21 +1257,6 @@ static void *op_spool_open(void *ctx)
 	return sp;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-	/* a local temporary file: a short write is an error, not a retry */
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* Move an in-memory spool to a temporary file.  0, or -1. */
 static int spool_to_file(struct imap_pg_spool *sp)
 {
@@ -1283,7 +1269,7 @@ static int spool_to_file(struct imap_pg_spool *sp)
 		sp->path[0] = '\0';
 		return -1;
 	}
-	if (write_all(sp->fd, sp->mem, (size_t)sp->size) < 0)
+	if (fd_write_all(sp->fd, sp->mem, (size_t)sp->size) < 0)
 		return -1;
 	spool_mem_total -= sp->cap;
 	free(sp->mem);
@@ -1313,7 +1299,7 @@ static int op_spool_write(void *ctx, void *spool, const uint8_t *p, size_t n)
 		}
 	}
 	if (sp->fd >= 0) {
-		if (write_all(sp->fd, p, n) < 0)
+		if (fd_write_all(sp->fd, p, n) < 0)
 			return -1;
 	} else {
 		memcpy(sp->mem + sp->size, p, n);
@@ -1346,8 +1332,7 @@ static void spool_key(struct imap_pg_spool *sp, char key[BLOB_KEY_LEN + 1])
 	unsigned int len = sizeof(md);
 
 	ASSERT(EVP_DigestFinal_ex(sp->sha, md, &len) == 1);
-	for (size_t i = 0; i < sizeof(md); i++)
-		snprintf(key + 2 * i, 3, "%02x", md[i]);
+	blob_key_hex(md, key);
 }
 
 static void op_spool_abort(void *ctx, void *spool)
@@ -1576,9 +1561,8 @@ static void op_append(void *ctx, const char *mailbox, const struct imap_append_m
 {
 	struct imap_pg *p = ctx;
 	struct imap_pg_append *a = xcalloc(1, sizeof(*a));
-	char *acc = id_str(p->account), *keys, *sizes;
-	const char *params[4];
-	struct buf kb, sb;
+	char *acc = id_str(p->account), *keys, *sizes, **sv;
+	const char *params[4], **kv;
 
 	a->mailbox = xstrdup(mailbox);
 	a->n = n;
@@ -1604,23 +1588,17 @@ static void op_append(void *ctx, const char *mailbox, const struct imap_append_m
 	 * mailbox lookup: the blob collector then leaves them alone until
 	 * tp_deliver references them (blob.h), also when a blob of the same
 	 * content already exists unreferenced and the put finds it there */
-	buf_init(&kb, 0);
-	buf_init(&sb, 0);
-	buf_puts(&kb, "{");
-	buf_puts(&sb, "{");
+	kv = xcalloc(n + 1, sizeof(*kv));
+	sv = xcalloc(n + 1, sizeof(*sv));
 	for (size_t i = 0; i < n; i++) {
 		struct imap_pg_spool *sp = a->v[i].spool;
 
 		spool_key(sp, a->keys[i]);
-		buf_printf(&kb, "%s%s", i > 0 ? "," : "", a->keys[i]);
-		buf_printf(&sb, "%s%" PRIu64, i > 0 ? "," : "", sp->size);
+		kv[i] = a->keys[i];
+		sv[i] = xasprintf("%" PRIu64, sp->size);
 	}
-	buf_puts(&kb, "}");
-	buf_puts(&sb, "}");
-	buf_append(&kb, "", 1);
-	buf_append(&sb, "", 1);
-	keys = (char *)buf_ptr(&kb);
-	sizes = (char *)buf_ptr(&sb);
+	keys = pg_array_text(kv, n);
+	sizes = pg_array_text((const char *const *)sv, n);
 	params[0] = acc;
 	params[1] = mailbox;
 	params[2] = keys;
@@ -1629,8 +1607,12 @@ static void op_append(void *ctx, const char *mailbox, const struct imap_append_m
 	           "SELECT id, uidvalidity, quota, used FROM tp_append_begin($1::bigint, $2, "
 	           "$3::text[], $4::bigint[])",
 	           4, params, append_mbox_done);
-	buf_free(&kb);
-	buf_free(&sb);
+	for (size_t i = 0; i < n; i++)
+		free(sv[i]);
+	free(sv);
+	free(kv);
+	free(keys);
+	free(sizes);
 	free(acc);
 }
 

@@ -47,6 +47,11 @@ static void hex(const unsigned char *p, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
+void blob_key_hex(const unsigned char md[32], char key[BLOB_KEY_LEN + 1])
+{
+	hex(md, 32, key);
+}
+
 void blob_key_mem(const void *p, size_t n, char key[BLOB_KEY_LEN + 1])
 {
 	unsigned char md[32];

@@ -145,6 +145,8 @@ int blob_store_check_sync(struct blob_store *bs, char *err, size_t errsz);
 int blob_key_file(const char *path, char key[BLOB_KEY_LEN + 1], uint64_t *size_r);
 /* SHA-256 of a buffer as hex into key.  Pure. */
 void blob_key_mem(const void *p, size_t n, char key[BLOB_KEY_LEN + 1]);
+/* A SHA-256 digest computed elsewhere (incrementally) as a key.  Pure. */
+void blob_key_hex(const unsigned char md[32], char key[BLOB_KEY_LEN + 1]);
 /* True if key is exactly 64 lower-case hex digits.  Pure. */
 bool blob_key_valid(const char *key);
 

@@ -18,6 +18,7 @@
 #include "mailbox/store/blob_private.h"
 #include "mailbox/store/workpool.h"
 
+#include "shared/fdio.h"
 #include "shared/log.h"
 #include "shared/xmalloc.h"
 
@@ -88,21 +89,6 @@ static int ensure_dir(const char *dir, bool *created)
 	return errno == EEXIST ? 0 : -1;
 }
 
-/* write(2) all of p, retrying on EINTR.  0, or -1 with errno. */
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t k = write(fd, p, n);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -1;
-		p += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
-
 /* Put r's source (its file, or its bytes in memory) under key. */
 static void fs_put(struct fs_job *j, const char *key, const struct blob_req *r)
 {
@@ -151,7 +137,7 @@ static void fs_put(struct fs_job *j, const char *key, const struct blob_req *r)
 	if (r->src != NULL) {
 		ASSERT(EVP_DigestUpdate(ctx, r->src, (size_t)size) == 1);
 		total = size;
-		if (write_all(out, r->src, (size_t)size) < 0) {
+		if (fd_write_all(out, r->src, (size_t)size) < 0) {
 			job_err(j, BLOB_ERROR, "write", errno);
 			goto fail;
 		}
@@ -169,14 +155,13 @@ static void fs_put(struct fs_job *j, const char *key, const struct blob_req *r)
 			break;
 		ASSERT(EVP_DigestUpdate(ctx, buf, (size_t)n) == 1);
 		total += (uint64_t)n;
-		if (write_all(out, buf, (size_t)n) < 0) {
+		if (fd_write_all(out, buf, (size_t)n) < 0) {
 			job_err(j, BLOB_ERROR, "write", errno);
 			goto fail;
 		}
 	}
 	ASSERT(EVP_DigestFinal_ex(ctx, md, &mdlen) == 1);
-	for (size_t i = 0; i < sizeof(md); i++)
-		snprintf(got + 2 * i, 3, "%02x", md[i]);
+	blob_key_hex(md, got);
 	if (total != size) {
 		j->st = BLOB_ERROR;
 		snprintf(j->msg, sizeof(j->msg), "source file has %llu bytes, expected %llu",

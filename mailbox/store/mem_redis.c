@@ -436,7 +436,7 @@ static void rd_subscribe(struct mem_store *ms, const char *channel)
 static bool rd_sub_live(const struct mem_store *ms, struct mem_sub *s, uint64_t *epoch_r)
 {
 	const struct rd_store *rs = ms->impl;
-	const struct rd_chan *ch = s->impl;
+	struct rd_chan *ch = s->impl;
 
 	*epoch_r = rs->sub_epoch;
 	if (rs->sub.ac == NULL || !rs->sub.connected)
@@ -447,7 +447,7 @@ static bool rd_sub_live(const struct mem_store *ms, struct mem_sub *s, uint64_t 
 		for (ch = rs->chans; ch != NULL; ch = ch->next)
 			if (strcmp(ch->name, s->channel) == 0)
 				break;
-		s->impl = (void *)(uintptr_t)ch;
+		s->impl = ch;
 	}
 	return ch != NULL && ch->confirmed == rs->sub.ac;
 }
